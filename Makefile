@@ -1,0 +1,46 @@
+# sslcookbook: every target creates .venv on demand.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run lab test unit notebooks lint book bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,book]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import sslcookbook, torch, torchvision, nbval"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The quickstart: SimCLR on the bundled digits, cpu profile (about a minute and a half on 2 cores).
+run: setup
+	$(BIN)/sslcookbook run simclr --data digits --profile cpu --out runs/quickstart
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+lint: setup
+	$(BIN)/ruff check .
+
+unit: setup
+	TRITON_INTERPRET=1 SSLCOOKBOOK_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest tests -q
+
+notebooks: setup
+	TRITON_INTERPRET=1 SSLCOOKBOOK_PROFILE=smoke $(PY) -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+
+test: lint unit notebooks
+
+# The book shows the notebooks executed: in the cpu profile by default (SSLCOOKBOOK_PROFILE to change).
+book: setup
+	mkdir -p build/notebooks
+	SSLCOOKBOOK_PROFILE=$${SSLCOOKBOOK_PROFILE:-cpu} $(BIN)/jupyter nbconvert --to notebook --execute \
+		--ExecutePreprocessor.timeout=1800 --output-dir build/notebooks notebooks/*.ipynb
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mdbook build
+
+bench: setup
+	$(PY) benchmarks/bench_views.py
+
+clean:
+	rm -rf build book runs .pytest_cache
