@@ -1,0 +1,6 @@
+"""Backbones and heads."""
+
+from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar
+from .heads import mlp, projector_mlp
+
+__all__ = ["BACKBONES", "SmallCNN", "build_backbone", "mlp", "projector_mlp", "resnet18_cifar"]
