@@ -1,0 +1,93 @@
+"""Optimisers and the learning-rate schedule used by the trainer."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+OPTIMIZERS = ("sgd", "adamw", "lars")
+
+
+class LARS(torch.optim.Optimizer):
+    r"""SGD with momentum and layer-wise adaptive rate scaling (You et al., 2017).
+
+    For each parameter tensor w with gradient g (weight decay λ folded in, g ← g + λw), the step is
+    scaled by the trust ratio :math:`\eta \lVert w\rVert / \lVert g\rVert` before momentum.
+    Groups with ``lars_exclude=True`` (biases, norm layers) take plain SGD steps, as in SimCLR.
+    """
+
+    def __init__(
+        self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001
+    ):
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["weight_decay"] and not group["lars_exclude"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                if not group["lars_exclude"]:
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    trust = torch.where(
+                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
+                    )
+                    g = g * trust
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = g.clone()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(g)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and kernels; none on biases and normalisation parameters."""
+    decay, no_decay = [], []
+    for _, p in module.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
+    ]
+
+
+def build_optimizer(
+    module: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """``sgd`` (Nesterov-free momentum), ``adamw`` or ``lars`` over ``param_groups(module)``."""
+    groups = param_groups(module, weight_decay)
+    if name == "sgd":
+        for g in groups:
+            g.pop("lars_exclude", None)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "adamw":
+        for g in groups:
+            g.pop("lars_exclude", None)
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum)
+    raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+
+
+def warmup_cosine(
+    step: int, total_steps: int, warmup_steps: int, base_lr: float, final_lr: float = 0.0
+) -> float:
+    """Linear warm-up from 0 to ``base_lr`` over ``warmup_steps``, then cosine decay to ``final_lr``."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / span)
+    return final_lr + 0.5 * (base_lr - final_lr) * (1 + math.cos(math.pi * t))

@@ -1,0 +1,176 @@
+"""The trainer: exact resume, atomic checkpoints, optimisers and schedule."""
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from sslcookbook.methods import SimCLR
+from sslcookbook.models import SmallCNN
+from sslcookbook.optim import LARS, build_optimizer, warmup_cosine
+from sslcookbook.train import TrainConfig, fit, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class TinyData:
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+def tiny_data(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TinyData(torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8, generator=g), torch.arange(n) % 4)
+
+
+def noisy_views(images, generator=None):
+    x = images.float() / 255
+    return [x + 0.1 * torch.randn(x.shape, generator=generator) for _ in range(2)]
+
+
+def new_method(seed=0):
+    torch.manual_seed(seed)
+    return SimCLR(SmallCNN(in_channels=1, width=8), projector_hidden_dim=16, projector_dim=8)
+
+
+CONFIG = TrainConfig(epochs=2, batch_size=16, optimizer="sgd", lr=0.05, warmup_epochs=0.5, seed=3)
+
+
+def assert_same_parameters(a, b):
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=f"{name} differs")
+
+
+def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path):
+    data = tiny_data()
+    straight = new_method()
+    h_straight = fit(straight, data, noisy_views, CONFIG, device="cpu", progress=False)
+
+    resumed = new_method()
+    fit(resumed, data, noisy_views, CONFIG, epochs=1, device="cpu", checkpoint_dir=tmp_path, progress=False)
+    resumed = new_method(seed=123)  # a fresh process would start from other weights: the checkpoint wins
+    h_resumed = fit(resumed, data, noisy_views, CONFIG, device="cpu", checkpoint_dir=tmp_path, progress=False)
+
+    assert_same_parameters(straight, resumed)
+    assert h_straight.losses == h_resumed.losses
+    assert len(h_resumed.epochs) == 2
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
+    data = tiny_data()
+    straight = new_method()
+    fit(straight, data, noisy_views, CONFIG, device="cpu", progress=False)
+
+    calls = {"n": 0}
+
+    def interrupting_views(images, generator=None):
+        calls["n"] += 1
+        if calls["n"] == 5:  # in the middle of the second epoch (3 steps per epoch)
+            raise KeyboardInterrupt
+        return noisy_views(images, generator)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            new_method(),
+            data,
+            interrupting_views,
+            CONFIG,
+            device="cpu",
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 1)
+
+    resumed = new_method(seed=7)
+    fit(resumed, data, noisy_views, CONFIG, device="cpu", checkpoint_dir=tmp_path, progress=False)
+    assert_same_parameters(straight, resumed)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"method": {"w": torch.ones(2)}})
+
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"method": {"w": torch.zeros(2)}})
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["method"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_load_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_training_lowers_the_loss_and_records_history():
+    data = tiny_data(n=64)
+    history = fit(new_method(), data, noisy_views, CONFIG, epochs=6, lr=0.1, device="cpu", progress=False)
+    assert len(history.steps) == 6 * 4
+    assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
+    assert {"epoch", "loss", "lr", "seconds"} <= set(history.epochs[0])
+
+
+def test_diverging_training_stops_with_a_clear_error():
+    with pytest.raises((FloatingPointError, ValueError), match="lower the learning rate"):
+        fit(new_method(), tiny_data(), noisy_views, CONFIG, lr=1e30, device="cpu", progress=False)
+
+
+def test_fit_rejects_float_images():
+    with pytest.raises(TypeError, match="uint8"):
+        fit(
+            new_method(),
+            TinyData(torch.rand(8, 1, 8, 8), torch.zeros(8)),
+            noisy_views,
+            CONFIG,
+            progress=False,
+        )
+
+
+def test_warmup_cosine_shape():
+    lrs = [warmup_cosine(s, 100, 10, 1.0, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+    assert warmup_cosine(55, 100, 10, 1.0) == pytest.approx(0.5)
+
+
+def test_lars_matches_hand_computed_step():
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||w|| = 5
+    b = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = LARS(
+        [{"params": [w], "weight_decay": 0.1}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}],
+        lr=0.5,
+        momentum=0.9,
+        eta=0.01,
+    )
+    w.grad = torch.tensor([[0.0, 1.0]])
+    b.grad = torch.tensor([2.0])
+    opt.step()
+    g = torch.tensor([[0.0, 1.0]]) + 0.1 * torch.tensor([[3.0, 4.0]])
+    trust = 0.01 * 5 / g.norm()
+    torch.testing.assert_close(w.data, torch.tensor([[3.0, 4.0]]) - 0.5 * trust * g)
+    torch.testing.assert_close(b.data, torch.tensor([0.0]))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw", "lars"])
+def test_optimizers_exclude_biases_and_norms_from_weight_decay(name):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    opt = build_optimizer(model, name, lr=0.1, weight_decay=0.5)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(model[0].weight)}
+    assert math.isclose(opt.param_groups[0]["lr"], 0.1)
+
+
+def test_unknown_optimizer():
+    with pytest.raises(ValueError, match="choose one of sgd, adamw, lars"):
+        build_optimizer(torch.nn.Linear(2, 2), "adam", lr=0.1, weight_decay=0.0)
