@@ -1,0 +1,300 @@
+"""Tests of the evaluation protocol (sslcookbook.evaluate)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sslcookbook.evaluate import (
+    alignment,
+    compare_baselines,
+    embed,
+    evaluate_features,
+    feature_std,
+    few_shot_indices,
+    knn_accuracy,
+    knn_predict,
+    label_efficiency,
+    linear_probe,
+    random_encoder_like,
+    rankme,
+    raw_pixel_features,
+    uniformity,
+)
+
+
+def _blobs(n_train: int, n_test: int, num_classes: int, dim: int, spread: float, seed: int):
+    """Gaussian clusters around random unit-norm centres, split into train and test (per class counts).
+
+    Returns train_x, train_y, test_x, test_y."""
+    g = torch.Generator().manual_seed(seed)
+    centres = nn.functional.normalize(torch.randn(num_classes, dim, generator=g), dim=1)
+
+    def draw(n_per_class):
+        labels = torch.arange(num_classes).repeat_interleave(n_per_class)
+        labels = labels[torch.randperm(labels.shape[0], generator=g)]
+        return centres[labels] + spread * torch.randn(labels.shape[0], dim, generator=g), labels
+
+    return (*draw(n_train), *draw(n_test))
+
+
+def _brute_force_knn(train_x, train_y, test_x, k, temperature, num_classes):
+    """Loop-over-test-points reference in float64 numpy: sort, weight, vote."""
+    train = train_x.numpy().astype(np.float64)
+    test = test_x.numpy().astype(np.float64)
+    train /= np.linalg.norm(train, axis=1, keepdims=True)
+    test /= np.linalg.norm(test, axis=1, keepdims=True)
+    predictions = []
+    for row in test:
+        sims = train @ row
+        nearest = np.argsort(-sims)[:k]
+        votes = np.zeros(num_classes)
+        for j in nearest:
+            votes[train_y[j]] += math.exp(sims[j] / temperature)
+        predictions.append(int(np.argmax(votes)))
+    return np.array(predictions)
+
+
+# ---------------------------------------------------------------------------------------------- kNN
+
+
+@pytest.mark.parametrize("k,temperature", [(1, 0.07), (5, 0.07), (20, 0.5), (200, 0.1)])
+def test_knn_matches_brute_force(k, temperature):
+    g = torch.Generator().manual_seed(k)
+    train_x, test_x = torch.randn(60, 7, generator=g), torch.randn(23, 7, generator=g)
+    train_y, test_y = torch.randint(0, 4, (60,), generator=g), torch.randint(0, 4, (23,), generator=g)
+    expected = _brute_force_knn(train_x, train_y.numpy(), test_x, min(k, 60), temperature, 4)
+    # a small chunk size exercises the chunking over test rows
+    predicted = knn_predict(train_x, train_y, test_x, k=k, temperature=temperature, batch_size=5)
+    np.testing.assert_array_equal(predicted.numpy(), expected)
+    accuracy = knn_accuracy(train_x, train_y, test_x, test_y, k=k, temperature=temperature, batch_size=5)
+    assert accuracy == pytest.approx(float((expected == test_y.numpy()).mean()), abs=1e-7)
+
+
+def test_knn_separable_clusters_and_random_labels():
+    train_x, train_y, test_x, test_y = _blobs(40, 20, 5, 16, spread=0.05, seed=0)
+    assert knn_accuracy(train_x, train_y, test_x, test_y) == 1.0
+
+    g = torch.Generator().manual_seed(1)
+    noise_train, noise_test = torch.randn(2000, 16, generator=g), torch.randn(1000, 16, generator=g)
+    random_train_y = torch.randint(0, 10, (2000,), generator=g)
+    random_test_y = torch.randint(0, 10, (1000,), generator=g)
+    chance = knn_accuracy(noise_train, random_train_y, noise_test, random_test_y)
+    assert 0.03 < chance < 0.18
+
+
+def test_knn_k_larger_than_train_set_is_clamped():
+    train_x, train_y, _, _ = _blobs(2, 1, 3, 4, spread=0.01, seed=2)
+    assert knn_accuracy(train_x, train_y, train_x, train_y, k=100) == 1.0
+
+
+# --------------------------------------------------------------------------------------- linear probe
+
+
+def test_linear_probe_separable_and_random_labels():
+    train_x, train_y, test_x, test_y = _blobs(60, 30, 4, 12, spread=0.05, seed=3)
+    assert linear_probe(train_x, train_y, test_x, test_y) == 1.0
+
+    g = torch.Generator().manual_seed(4)
+    x_train, x_test = torch.randn(500, 24, generator=g), torch.randn(500, 24, generator=g)
+    y_train, y_test = torch.randint(0, 5, (500,), generator=g), torch.randint(0, 5, (500,), generator=g)
+    assert linear_probe(x_train, y_train, x_test, y_test) < 0.3  # chance: 0.2
+
+
+def test_more_labels_not_worse_on_average():
+    train_x, train_y, test_x, test_y = _blobs(100, 60, 6, 20, spread=0.35, seed=5)
+    scores = label_efficiency(train_x, train_y, test_x, test_y, labels_per_class=(1, 10, None))
+    assert list(scores) == ["1", "10", "all"]
+    assert scores["1"] <= scores["10"] + 0.02 <= scores["all"] + 0.04
+    assert scores["all"] > 0.8
+    assert linear_probe(train_x, train_y, test_x, test_y, "all") == scores["all"]
+
+
+def test_few_shot_indices_exact_and_deterministic():
+    labels = torch.tensor([0] * 7 + [1] * 5 + [2] * 9)[
+        torch.randperm(21, generator=torch.Generator().manual_seed(0))
+    ]
+    idx = few_shot_indices(labels, 3, seed=11)
+    assert torch.bincount(labels[idx]).tolist() == [3, 3, 3]
+    assert idx.unique().numel() == idx.numel()
+    assert torch.equal(idx, few_shot_indices(labels, 3, seed=11))
+    assert any(not torch.equal(idx, few_shot_indices(labels, 3, seed=s)) for s in range(12, 20))
+
+
+def test_few_shot_probe_deterministic_by_seed():
+    train_x, train_y, test_x, test_y = _blobs(30, 30, 3, 8, spread=0.6, seed=7)
+    a = linear_probe(train_x, train_y, test_x, test_y, labels_per_class=2, seed=3)
+    assert a == linear_probe(train_x, train_y, test_x, test_y, labels_per_class=2, seed=3)
+    draws = {linear_probe(train_x, train_y, test_x, test_y, 1, seed=s, repeats=1) for s in range(6)}
+    assert len(draws) > 1  # different draws really differ
+
+
+def test_labels_per_class_larger_than_available_raises():
+    train_x, train_y, _, _ = _blobs(4, 1, 3, 5, spread=0.1, seed=9)
+    with pytest.raises(ValueError, match="has only 4 training examples"):
+        linear_probe(train_x, train_y, train_x, train_y, labels_per_class=5)
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def test_rankme_full_and_rank_one():
+    d = 16
+    full = torch.eye(d).repeat(4, 1) + 1e-4 * torch.randn(
+        4 * d, d, generator=torch.Generator().manual_seed(0)
+    )
+    assert rankme(full) == pytest.approx(d, rel=1e-3)
+    rank_one = torch.randn(50, 1) @ torch.randn(1, d)
+    assert rankme(rank_one) == pytest.approx(1.0, abs=1e-3)
+    mid = torch.randn(200, 4) @ torch.randn(4, d)
+    assert 1.5 < rankme(mid) <= 4.0 + 1e-6
+
+
+def test_alignment_uniformity_feature_std():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(300, 8, generator=g)
+    assert alignment(z, z) == pytest.approx(0.0, abs=1e-6)
+    assert alignment(z, -z) == pytest.approx(4.0, abs=1e-5)  # antipodal: ‖2u‖² = 4
+
+    collapsed = torch.ones(300, 8) + 1e-9 * torch.randn(300, 8, generator=g)
+    assert uniformity(collapsed) == pytest.approx(0.0, abs=1e-6)
+    spread = uniformity(z)
+    assert spread < -1.0
+    # independent check on a small sample: mean over distinct pairs
+    small = nn.functional.normalize(z[:40].double(), dim=1)
+    expected = torch.pdist(small).pow(2).mul(-2).exp().mean().log().item()
+    assert uniformity(z[:40], batch_size=7) == pytest.approx(expected, abs=1e-9)
+
+    assert feature_std(collapsed) < 1e-6
+    healthy = feature_std(torch.randn(2000, 64, generator=g))
+    assert healthy == pytest.approx(1 / math.sqrt(64), rel=0.05)
+
+
+# --------------------------------------------------------------------------------------- encoders
+
+
+def _tiny_encoder() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+    )
+
+
+def test_random_encoder_like():
+    encoder = _tiny_encoder()
+    encoder[1].running_mean.fill_(3.0)  # as if trained
+    before = {name: t.clone() for name, t in encoder.state_dict().items()}
+    rng_state = torch.get_rng_state()
+    clone = random_encoder_like(encoder)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # the global RNG is left alone
+    for name, t in encoder.state_dict().items():
+        assert torch.equal(t, before[name]), f"original {name} changed"
+    assert [type(m) for m in clone.modules()] == [type(m) for m in encoder.modules()]
+    assert {n: t.shape for n, t in clone.state_dict().items()} == {n: t.shape for n, t in before.items()}
+    assert not torch.equal(clone[0].weight, encoder[0].weight)
+    assert not torch.equal(clone[0].bias, encoder[0].bias)
+    assert torch.equal(clone[1].running_mean, torch.zeros(8))  # BatchNorm statistics reset too
+    assert clone[0].weight is not encoder[0].weight
+    assert torch.equal(clone[0].weight, random_encoder_like(encoder)[0].weight)  # fixed seed
+    assert not torch.equal(clone[0].weight, random_encoder_like(encoder, seed=7)[0].weight)
+    with pytest.raises(TypeError):
+        random_encoder_like(lambda x: x)
+
+
+def test_embed_modes_dtypes_and_batching():
+    encoder = _tiny_encoder()
+    encoder.train()
+    images = torch.randint(0, 256, (37, 1, 8, 8), dtype=torch.uint8)
+    features = embed(encoder, images, batch_size=10)
+    assert encoder.training  # mode restored
+    assert features.dtype == torch.float32 and features.shape == (37, 32) and features.device.type == "cpu"
+    encoder.eval()
+    assert torch.allclose(features, encoder(images.float() / 255))
+    assert torch.allclose(embed(encoder, images.float() / 255, batch_size=100), features)
+    assert not encoder.training
+    # grads are not tracked, plain callables work, outputs are flattened
+    assert not embed(encoder, images).requires_grad
+    assert embed(lambda x: x, images).shape == (37, 64)
+    assert torch.equal(raw_pixel_features(images), images.reshape(37, -1).float() / 255)
+
+    class Exploding(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    exploding = Exploding().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        embed(exploding, images)
+    assert exploding.training  # restored even when the forward pass fails
+
+
+# --------------------------------------------------------------------------------------- validation
+
+
+def test_clear_errors():
+    x, y = torch.randn(10, 4), torch.randint(0, 2, (10,))
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN: the encoder diverged"):
+        knn_accuracy(bad, y, x, y)
+    with pytest.raises(ValueError, match="NaN"):
+        linear_probe(x, y, bad, y)
+    with pytest.raises(ValueError, match="NaN"):
+        rankme(bad)
+    with pytest.raises(ValueError, match="inf"):
+        uniformity(x.masked_fill(x > 1, float("inf")))
+    with pytest.raises(ValueError, match="must match"):
+        knn_accuracy(x, y[:9], x, y)
+    with pytest.raises(ValueError, match="2-D"):
+        linear_probe(x.reshape(10, 2, 2), y, x, y)
+    with pytest.raises(ValueError, match="dims"):
+        knn_accuracy(x, y, x[:, :3], y)
+    with pytest.raises(TypeError, match="integer"):
+        knn_accuracy(x, y.float(), x, y)
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+def _digits_splits():
+    datasets = pytest.importorskip("sklearn.datasets")
+    digits = datasets.load_digits()
+    images = torch.from_numpy(digits.images * (255 / 16)).round().to(torch.uint8).unsqueeze(1)
+    labels = torch.from_numpy(digits.target).long()
+    perm = torch.randperm(labels.shape[0], generator=torch.Generator().manual_seed(0))
+    train, test = perm[:1437], perm[1437:]
+    return (
+        SimpleNamespace(images=images[train], labels=labels[train]),
+        SimpleNamespace(images=images[test], labels=labels[test]),
+    )
+
+
+def test_compare_baselines_on_digits():
+    train_ds, test_ds = _digits_splits()
+    results = compare_baselines(_tiny_encoder(), train_ds, test_ds)
+    assert set(results) == {"ssl", "raw", "random"}
+    for report in results.values():
+        assert set(report) == {"probe", "knn", "rankme", "feature_std"}
+        assert set(report["probe"]) == {"1", "10", "all"}
+        assert all(0.0 <= v <= 1.0 for v in report["probe"].values())
+        assert 0.0 <= report["knn"] <= 1.0 and report["rankme"] >= 1.0 and report["feature_std"] > 0
+    raw = results["raw"]
+    assert raw["probe"]["all"] > 0.9 and raw["knn"] > 0.9
+    assert raw["probe"]["1"] < raw["probe"]["10"] < raw["probe"]["all"]
+    assert results["ssl"] != results["random"]  # the random baseline really is a different encoder
+    # evaluate_features on the same raw features gives the same report
+    again = evaluate_features(
+        raw_pixel_features(train_ds.images),
+        train_ds.labels,
+        raw_pixel_features(test_ds.images),
+        test_ds.labels,
+    )
+    assert again == raw
