@@ -1,0 +1,77 @@
+"""``load(name, split)``: one entry point for every data set the cookbook knows."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from .dataset import ImageDataset
+
+SPLITS = ("train", "test")
+_BUILTIN = ("digits", "shapes")
+_TORCHVISION = ("cifar10", "cifar100", "stl10", "mnist", "fashion_mnist")
+FOLDER_PREFIX = "folder:"
+
+
+def available() -> list[str]:
+    """Names ``load`` accepts: built-in sets (no download), torchvision sets, and ``folder:<path>``."""
+    return [*_BUILTIN, *_TORCHVISION, f"{FOLDER_PREFIX}<path>"]
+
+
+def default_root() -> Path:
+    """Where data files and caches live: ``$SSLCOOKBOOK_DATA``, else ``~/.cache/sslcookbook/data``."""
+    env = os.environ.get("SSLCOOKBOOK_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sslcookbook" / "data"
+
+
+@functools.cache
+def _builtin(name: str, split: str) -> ImageDataset:
+    if name == "digits":
+        from .digits import load_digits_split
+
+        return load_digits_split(split)
+    from .shapes import SHAPES_TEST_SEED, SHAPES_TEST_SIZE, SHAPES_TRAIN_SEED, SHAPES_TRAIN_SIZE, make_shapes
+
+    if split == "train":
+        dataset = make_shapes(SHAPES_TRAIN_SIZE, seed=SHAPES_TRAIN_SEED)
+    else:
+        dataset = make_shapes(SHAPES_TEST_SIZE, seed=SHAPES_TEST_SEED)
+    dataset.name = f"shapes/{split}"
+    return dataset
+
+
+def load(
+    name: str, split: str = "train", root: str | os.PathLike | None = None, download: bool = False
+) -> ImageDataset:
+    """Load data set ``name`` (see ``available()``) for ``split`` ("train" or "test") as an ImageDataset.
+
+    - ``digits``: scikit-learn's 8×8 digits, 1×8×8, 1,437 train / 360 test (stratified, seed 0).
+    - ``shapes``: synthetic 3×32×32 shapes, 8 classes, 5,000 train (seed 0) / 1,000 test (seed 1).
+    - ``cifar10``, ``cifar100``, ``stl10``, ``mnist``, ``fashion_mnist``: torchvision's files under
+      ``root``; ``download=True`` fetches them when missing.
+    - ``folder:<path>``: an ImageFolder tree; its decoded tensors are cached under ``root/folder-cache``.
+
+    ``root`` defaults to ``default_root()``. Built-in sets are cached in memory and shared between
+    calls: treat the returned tensors as read-only.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"data set name must be a str, got {type(name).__name__}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'")
+    data_root = Path(root).expanduser() if root is not None else default_root()
+    if name.startswith(FOLDER_PREFIX):
+        path = name[len(FOLDER_PREFIX) :]
+        if not path:
+            raise ValueError("folder: needs a path, e.g. load('folder:~/pictures/pets')")
+        from .folder import load_folder
+
+        return load_folder(path, split, data_root)
+    key = name.lower()
+    if key in _BUILTIN:
+        return _builtin(key, split)
+    if key in _TORCHVISION:
+        from .torchvision_sets import load_torchvision
+
+        return load_torchvision(key, split, data_root, download)
+    raise ValueError(f"unknown data set {name!r}: known names are {', '.join(available())}")
