@@ -1,0 +1,686 @@
+r"""Fused InfoNCE / NT-Xent: a contrastive loss that never builds the N×M matrix of logits.
+
+The loss
+--------
+Queries :math:`q_i` (N×D) and keys :math:`k_j` (M×D) are L2-normalised, so :math:`s_{ij}=q_i\cdot k_j` is
+a cosine similarity. With temperature :math:`\tau` and the positive key :math:`p(i)` of query i,
+
+.. math::  \mathcal{L} = \frac1N \sum_i \Big[ -\frac{s_{i,p(i)}}{\tau} + \log\sum_j e^{s_{ij}/\tau} \Big]
+
+InfoNCE / CPC (van den Oord et al., 2018, arXiv:1807.03748), MoCo (He et al., 2020). NT-Xent, the SimCLR
+loss (Chen et al., 2020, arXiv:2002.05709), is the special case where the two views z1, z2 (N×D each) are
+stacked into z (2N×D), queries = keys = z, the self-pair j = i is left out of the sum, and the positive
+of row i is its other view, i ± N.
+
+Why a kernel
+------------
+The plain PyTorch version (``nt_xent_reference``) materialises the R×R logits (R = 2N rows), their
+softmax and its gradient: at R = 65,536 that is 16 GiB per fp32 matrix. Only two things per row are
+needed, though: the positive logit (a dot product, computed in torch) and the log-sum-exp over the row.
+The log-sum-exp can be streamed, exactly as FlashAttention (Dao et al., 2022, arXiv:2205.14135) streams
+the softmax normaliser, so memory stays O((N + M)·D).
+
+Forward (``_row_lse_fwd_kernel``): one program owns BLOCK_OUT query rows and keeps them on chip. It
+walks over the keys BLOCK_LOOP at a time; for each tile it computes the logits with one ``tl.dot``
+(fp32 accumulation), and updates a running maximum m and a running sum l per row (online log-sum-exp,
+Milakov & Gimelshein 2018)::
+
+    m_new = max(m, max_j s_ij)            # the exponentials below never overflow
+    l     = l · exp(m − m_new) + Σ_j exp(s_ij − m_new)
+    lse   = m + log(l)                      # after the last tile
+
+The self-pair (NT-Xent) and the padding columns past M are set to −inf before the update. Only the
+per-row ``lse`` (fp32, N values) is written to memory. Exponentials are taken in base 2 (``exp2`` is the
+native instruction): the logits are multiplied by log2(e)/τ instead of 1/τ and the result is converted
+back with ln 2.
+
+Backward: with :math:`P_{ij}=e^{s_{ij}/\tau-\mathrm{lse}_i}` (the row softmax) and the incoming gradient
+:math:`g_i=\partial\mathcal{L}/\partial\,\mathrm{lse}_i` (1/N for the mean loss),
+
+.. math::  \frac{\partial\mathcal{L}}{\partial q_i} = \frac1\tau \sum_j g_i P_{ij} k_j, \qquad
+           \frac{\partial\mathcal{L}}{\partial k_j} = \frac1\tau \sum_i g_i P_{ij} q_i .
+
+P is not stored: each tile is recomputed from q, k and the saved lse (cheaper than reading an R×R
+matrix back). Two kernels, so that every program writes its own output block and no atomics are needed:
+``_row_lse_bwd_dq_kernel`` owns a block of query rows and loops over key blocks (dQ = G K / τ), and
+``_row_lse_bwd_dk_kernel`` owns a block of key rows and loops over query blocks (dK = Gᵀ Q / τ), using
+the transposed tile :math:`s^T = k q^T`. For NT-Xent the same tensor z is both queries and keys, and
+autograd adds the two: dz = dQ + dK.
+
+What stays in torch: the L2 normalisation (cheap, O(R·D), and autograd differentiates it), the
+positive term (a gather and a row-wise dot product) and the mean. The autograd.Function wraps only the
+normalised embeddings → per-row lse step (``info_nce_lse``).
+
+Precision
+---------
+Inputs may be fp32, fp16 or bf16; tiles are multiplied with fp32 accumulation and the softmax
+statistics are fp32. The loss is returned in fp32 whatever the input dtype; gradients come back in the
+input dtype. In the backward the tile :math:`g_i P_{ij}` is cast to the input dtype before its second
+``tl.dot`` (as FlashAttention does). It is first divided by max|g| so its entries are at most 1, and for
+fp16 multiplied by 2^15, so that values like P/N at N = 262,144 do not underflow fp16 (the factors are
+undone on the fp32 accumulator). fp32 tiles use TF32 tensor cores only when PyTorch's own matmuls do
+(``torch.backends.cuda.matmul.allow_tf32``), otherwise exact fp32 ("ieee"). For 16-bit inputs the kernel
+keeps the logits in fp32 while the reference rounds them to the input dtype, so the kernel is the more
+accurate of the two.
+
+Tile sizes
+----------
+No autotuning: a small table (``_tile_config``) picks the tile from the bytes per embedding row,
+BLOCK_D · element size, where BLOCK_D = next_power_of_2(D) ≥ 16 (padding features are masked to zero).
+Wider rows get smaller tiles so that the resident block, the pipelined stream of loop tiles and the
+fp32 accumulator fit in shared memory and registers. Every tile dimension is ≥ 16, as ``tl.dot``
+requires on a GPU. If a GPU still reports too little shared memory, the launch retries with smaller
+tiles. Under the interpreter (CPU) tiles are 32×32: numpy does the arithmetic, so fewer, larger steps
+run faster. Rows wider than 2 KiB (D > 1024 in 16-bit, D > 512 in fp32) are not supported by the
+kernel; ``backend="auto"`` uses the reference for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from . import triton_available
+
+__all__ = [
+    "info_nce",
+    "info_nce_lse",
+    "info_nce_reference",
+    "nt_xent",
+    "nt_xent_reference",
+]
+
+_BACKENDS = ("auto", "triton", "torch")
+_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_MAX_ROW_BYTES = 2048  # BLOCK_D * element size; see _tile_config
+_LOG2E = math.log2(math.e)
+_FP16_TILE_SCALE = 2.0**15  # g·P ≤ 1 is multiplied by this before the cast to fp16 (max 65504)
+
+if triton_available():
+    import triton
+    import triton.language as tl
+    from triton.runtime.errors import OutOfResources
+
+    @triton.jit
+    def _row_lse_fwd_kernel(
+        Q,
+        K,
+        LSE,
+        n_rows,
+        n_cols,
+        dim,
+        stride_q,
+        stride_k,
+        scale_log2,  # log2(e) / temperature
+        MASK_SELF: tl.constexpr,
+        DOT_PRECISION: tl.constexpr,
+        BLOCK_OUT: tl.constexpr,
+        BLOCK_LOOP: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+    ):
+        """LSE[i] = logsumexp_j (Q[i]·K[j] / τ) over j < n_cols (and j ≠ i when MASK_SELF)."""
+        rows = tl.program_id(0) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
+        feats = tl.arange(0, BLOCK_D)
+        row_ok = rows < n_rows
+        feat_ok = feats < dim
+        q = tl.load(
+            Q + rows.to(tl.int64)[:, None] * stride_q + feats[None, :],
+            mask=row_ok[:, None] & feat_ok[None, :],
+            other=0.0,
+        )
+        # A finite floor instead of -inf: a row whose first tile is fully masked must not compute
+        # exp2(-inf - -inf) = nan in the rescaling factor below.
+        row_max = tl.full([BLOCK_OUT], -1.0e30, dtype=tl.float32)
+        row_sum = tl.zeros([BLOCK_OUT], dtype=tl.float32)
+        for start in range(0, n_cols, BLOCK_LOOP):
+            cols = start + tl.arange(0, BLOCK_LOOP)
+            col_ok = cols < n_cols
+            k = tl.load(
+                K + cols.to(tl.int64)[:, None] * stride_k + feats[None, :],
+                mask=col_ok[:, None] & feat_ok[None, :],
+                other=0.0,
+            )
+            s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale_log2
+            keep = col_ok[None, :]
+            if MASK_SELF:
+                keep = keep & (rows[:, None] != cols[None, :])
+            s = tl.where(keep, s, float("-inf"))
+            new_max = tl.maximum(row_max, tl.max(s, axis=1))
+            row_sum = row_sum * tl.exp2(row_max - new_max) + tl.sum(tl.exp2(s - new_max[:, None]), axis=1)
+            row_max = new_max
+        lse = (row_max + tl.log2(row_sum)) * 0.6931471805599453  # back from base 2: · ln 2
+        tl.store(LSE + rows, lse, mask=row_ok)
+
+    @triton.jit
+    def _row_lse_bwd_dq_kernel(
+        Q,
+        K,
+        LSE,
+        W,  # incoming gradient of each row's lse, divided by G_MAX
+        G_MAX,  # 1-element tensor, max |dL/dlse|
+        DQ,
+        n_rows,
+        n_cols,
+        dim,
+        stride_q,
+        stride_k,
+        stride_dq,
+        scale_log2,
+        out_scale,  # 1 / (temperature · tile_scale); G_MAX is applied on top
+        tile_scale,  # 2^15 for fp16, else 1
+        MASK_SELF: tl.constexpr,
+        DOT_PRECISION: tl.constexpr,
+        BLOCK_OUT: tl.constexpr,
+        BLOCK_LOOP: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+    ):
+        """DQ[i] = (1/τ) Σ_j g_i P_ij K[j]: this program owns BLOCK_OUT query rows, loops over keys."""
+        rows = tl.program_id(0) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
+        feats = tl.arange(0, BLOCK_D)
+        row_ok = rows < n_rows
+        feat_ok = feats < dim
+        q = tl.load(
+            Q + rows.to(tl.int64)[:, None] * stride_q + feats[None, :],
+            mask=row_ok[:, None] & feat_ok[None, :],
+            other=0.0,
+        )
+        lse2 = tl.load(LSE + rows, mask=row_ok, other=0.0) * 1.4426950408889634  # · log2(e)
+        w = tl.load(W + rows, mask=row_ok, other=0.0) * tile_scale
+        acc = tl.zeros([BLOCK_OUT, BLOCK_D], dtype=tl.float32)
+        for start in range(0, n_cols, BLOCK_LOOP):
+            cols = start + tl.arange(0, BLOCK_LOOP)
+            col_ok = cols < n_cols
+            k = tl.load(
+                K + cols.to(tl.int64)[:, None] * stride_k + feats[None, :],
+                mask=col_ok[:, None] & feat_ok[None, :],
+                other=0.0,
+            )
+            s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale_log2
+            keep = col_ok[None, :]
+            if MASK_SELF:
+                keep = keep & (rows[:, None] != cols[None, :])
+            p = tl.where(keep, tl.exp2(s - lse2[:, None]), 0.0)
+            g = p * w[:, None]
+            acc = tl.dot(g.to(k.dtype), k, acc, input_precision=DOT_PRECISION)
+        acc = acc * (out_scale * tl.load(G_MAX))
+        tl.store(
+            DQ + rows.to(tl.int64)[:, None] * stride_dq + feats[None, :],
+            acc.to(DQ.dtype.element_ty),
+            mask=row_ok[:, None] & feat_ok[None, :],
+        )
+
+    @triton.jit
+    def _row_lse_bwd_dk_kernel(
+        Q,
+        K,
+        LSE,
+        W,
+        G_MAX,
+        DK,
+        n_rows,
+        n_cols,
+        dim,
+        stride_q,
+        stride_k,
+        stride_dk,
+        scale_log2,
+        out_scale,
+        tile_scale,
+        MASK_SELF: tl.constexpr,
+        DOT_PRECISION: tl.constexpr,
+        BLOCK_OUT: tl.constexpr,
+        BLOCK_LOOP: tl.constexpr,
+        BLOCK_D: tl.constexpr,
+    ):
+        """DK[j] = (1/τ) Σ_i g_i P_ij Q[i]: this program owns BLOCK_OUT key rows, loops over queries."""
+        cols = tl.program_id(0) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
+        feats = tl.arange(0, BLOCK_D)
+        col_ok = cols < n_cols
+        feat_ok = feats < dim
+        k = tl.load(
+            K + cols.to(tl.int64)[:, None] * stride_k + feats[None, :],
+            mask=col_ok[:, None] & feat_ok[None, :],
+            other=0.0,
+        )
+        acc = tl.zeros([BLOCK_OUT, BLOCK_D], dtype=tl.float32)
+        for start in range(0, n_rows, BLOCK_LOOP):
+            rows = start + tl.arange(0, BLOCK_LOOP)
+            row_ok = rows < n_rows
+            q = tl.load(
+                Q + rows.to(tl.int64)[:, None] * stride_q + feats[None, :],
+                mask=row_ok[:, None] & feat_ok[None, :],
+                other=0.0,
+            )
+            lse2 = tl.load(LSE + rows, mask=row_ok, other=0.0) * 1.4426950408889634
+            w = tl.load(W + rows, mask=row_ok, other=0.0) * tile_scale
+            # Transposed tile: s_t[j, i] = s[i, j], so the softmax statistics run along axis 1.
+            s_t = tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * scale_log2
+            keep = row_ok[None, :]
+            if MASK_SELF:
+                keep = keep & (cols[:, None] != rows[None, :])
+            p_t = tl.where(keep, tl.exp2(s_t - lse2[None, :]), 0.0)
+            g_t = p_t * w[None, :]
+            acc = tl.dot(g_t.to(q.dtype), q, acc, input_precision=DOT_PRECISION)
+        acc = acc * (out_scale * tl.load(G_MAX))
+        tl.store(
+            DK + cols.to(tl.int64)[:, None] * stride_dk + feats[None, :],
+            acc.to(DK.dtype.element_ty),
+            mask=col_ok[:, None] & feat_ok[None, :],
+        )
+
+    # The interpreter is chosen when @triton.jit runs, i.e. when this module is imported.
+    _INTERPRETED = type(_row_lse_fwd_kernel).__name__ == "InterpretedFunction"
+else:
+    _INTERPRETED = False
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tile configuration and launching
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _TileConfig:
+    block_out: int  # rows of the output block one program owns (kept on chip)
+    block_loop: int  # rows streamed through the inner loop per step
+    num_warps: int
+    num_stages: int  # software-pipelining depth of the streamed loads
+
+
+def _tile_config(block_d: int, element_size: int) -> _TileConfig:
+    """Tile sizes for one embedding row of ``block_d · element_size`` bytes (no autotuning).
+
+    Shared memory holds roughly ``(block_out + num_stages · block_loop) · row_bytes``; the fp32
+    accumulator of the backward kernels is ``block_out · block_d`` values spread over the warps' registers.
+    The table keeps both well inside an A100/H100 SM.
+    """
+    if _INTERPRETED:
+        return _TileConfig(32, 32, 1, 1)
+    row_bytes = block_d * element_size
+    if row_bytes <= 256:  # D ≤ 128 in 16-bit, D ≤ 64 in fp32
+        return _TileConfig(64, 64, 4, 3)
+    if row_bytes <= 512:  # D ≤ 256 in 16-bit, D ≤ 128 in fp32
+        return _TileConfig(64, 32, 8, 2)
+    if row_bytes <= 1024:
+        return _TileConfig(32, 32, 8, 2)
+    return _TileConfig(16, 16, 4, 2)
+
+
+def _smaller(config: _TileConfig) -> _TileConfig | None:
+    """The next smaller configuration to try after an out-of-resources error, or None."""
+    if config.num_stages > 2:
+        return dataclasses.replace(config, num_stages=config.num_stages - 1)
+    if config.block_loop > 16:
+        return dataclasses.replace(config, block_loop=config.block_loop // 2)
+    if config.block_out > 16:
+        return dataclasses.replace(config, block_out=config.block_out // 2)
+    if config.num_stages > 1:
+        return dataclasses.replace(config, num_stages=1)
+    return None
+
+
+_working_configs: dict[tuple, _TileConfig] = {}
+
+
+def _launch(kernel, n_out_rows: int, block_d: int, element_size: int, args: tuple, constants: dict) -> None:
+    """Launch ``kernel`` over blocks of ``n_out_rows`` rows; on OutOfResources retry with smaller tiles."""
+    key = (getattr(kernel, "__name__", repr(kernel)), block_d, element_size)
+    config = _working_configs.get(key) or _tile_config(block_d, element_size)
+    while True:
+        grid = (triton.cdiv(n_out_rows, config.block_out),)
+        try:
+            kernel[grid](
+                *args,
+                **constants,
+                BLOCK_OUT=config.block_out,
+                BLOCK_LOOP=config.block_loop,
+                BLOCK_D=block_d,
+                num_warps=config.num_warps,
+                num_stages=config.num_stages,
+            )
+        except OutOfResources:
+            smaller = _smaller(config)
+            if smaller is None:
+                raise
+            config = smaller
+            continue
+        _working_configs[key] = config
+        return
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    """TF32 for fp32 tiles only when PyTorch's own fp32 matmuls use it, exact fp32 ("ieee") otherwise.
+
+    For 16-bit tiles the setting is ignored by Triton; pass its default, "tf32".
+    """
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
+
+
+def _block_d(dim: int) -> int:
+    """Features padded to a power of two, at least 16 (tl.dot's minimum); the padding is masked."""
+    return max(16, 1 << (dim - 1).bit_length())
+
+
+def _lse_forward_triton(
+    q: torch.Tensor, k: torch.Tensor, temperature: float, mask_self: bool
+) -> torch.Tensor:
+    n_rows, dim = q.shape
+    lse = torch.empty(n_rows, device=q.device, dtype=torch.float32)
+    block_d = _block_d(dim)
+    _launch(
+        _row_lse_fwd_kernel,
+        n_rows,
+        block_d,
+        q.element_size(),
+        (q, k, lse, n_rows, k.shape[0], dim, q.stride(0), k.stride(0), _LOG2E / temperature),
+        {"MASK_SELF": mask_self, "DOT_PRECISION": _dot_precision(q.dtype)},
+    )
+    return lse
+
+
+def _lse_backward_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    lse: torch.Tensor,
+    grad_lse: torch.Tensor,
+    temperature: float,
+    mask_self: bool,
+    need_dq: bool,
+    need_dk: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    n_rows, dim = q.shape
+    n_cols = k.shape[0]
+    grad_lse = grad_lse.float().contiguous()
+    # Normalise the incoming gradient so that |g_i P_ij| ≤ 1 in the tile cast to 16-bit (see module doc).
+    g_max = grad_lse.abs().amax().clamp_min(torch.finfo(torch.float32).tiny).reshape(1)
+    w = grad_lse / g_max
+    tile_scale = _FP16_TILE_SCALE if q.dtype == torch.float16 else 1.0
+    block_d = _block_d(dim)
+    scalars = (_LOG2E / temperature, 1.0 / (temperature * tile_scale), tile_scale)
+    constants = {"MASK_SELF": mask_self, "DOT_PRECISION": _dot_precision(q.dtype)}
+    dq = dk = None
+    if need_dq:
+        dq = torch.empty_like(q)
+        _launch(
+            _row_lse_bwd_dq_kernel,
+            n_rows,
+            block_d,
+            q.element_size(),
+            (q, k, lse, w, g_max, dq, n_rows, n_cols, dim, q.stride(0), k.stride(0), dq.stride(0), *scalars),
+            constants,
+        )
+    if need_dk:
+        dk = torch.empty_like(k)
+        _launch(
+            _row_lse_bwd_dk_kernel,
+            n_cols,
+            block_d,
+            q.element_size(),
+            (q, k, lse, w, g_max, dk, n_rows, n_cols, dim, q.stride(0), k.stride(0), dk.stride(0), *scalars),
+            constants,
+        )
+    return dq, dk
+
+
+class _RowLogSumExp(torch.autograd.Function):
+    """lse_i = logsumexp_j (q_i·k_j / τ) with the Triton kernels; forward stores only lse (fp32, N)."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, temperature: float, mask_self: bool) -> torch.Tensor:
+        q = q.contiguous()
+        k = k.contiguous()
+        lse = _lse_forward_triton(q, k, temperature, mask_self)
+        ctx.save_for_backward(q, k, lse)
+        ctx.temperature = temperature
+        ctx.mask_self = mask_self
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad_lse: torch.Tensor):
+        q, k, lse = ctx.saved_tensors
+        need_dq, need_dk = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        dq, dk = _lse_backward_triton(q, k, lse, grad_lse, ctx.temperature, ctx.mask_self, need_dq, need_dk)
+        return dq, dk, None, None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input checks and backend choice
+# ----------------------------------------------------------------------------------------------------
+
+
+def _check_pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    for name, t in ((name_a, a), (name_b, b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 2:
+            raise ValueError(
+                f"{name} must be 2-D (rows × features), got shape {tuple(t.shape)}; "
+                "flatten each embedding to a vector first"
+            )
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}; cast it with .float()")
+        if t.shape[0] < 1 or t.shape[1] < 1:
+            raise ValueError(f"{name} needs at least one row and one feature, got shape {tuple(t.shape)}")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same number of features, got {a.shape[1]} and {b.shape[1]}"
+        )
+    if a.dtype != b.dtype:
+        raise TypeError(f"{name_a} is {a.dtype} but {name_b} is {b.dtype}; cast both to the same dtype")
+    if a.device != b.device:
+        raise ValueError(f"{name_a} is on {a.device} but {name_b} is on {b.device}; move both to one device")
+
+
+def _check_temperature(temperature) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(
+            f"temperature must be a Python number, got {type(temperature).__name__}; "
+            "use float(t) (gradients with respect to the temperature are not supported)"
+        )
+    value = float(temperature)
+    if not 0.0 < value < math.inf:  # also false for nan; plain comparisons keep torch.compile graphs whole
+        raise ValueError(f"temperature must be a finite number > 0, got {value}")
+    return value
+
+
+def _check_labels(labels, n_query: int, n_keys: int, device: torch.device) -> torch.Tensor | None:
+    """Validate labels (indices of each query's positive key); None means labels = arange(N)."""
+    if labels is None:
+        if n_keys < n_query:
+            raise ValueError(
+                f"keys has {n_keys} rows but query has {n_query}: with labels=None the positive of "
+                "query i is keys[i], so keys needs at least as many rows; pass labels= to choose positives"
+            )
+        return None
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor of key indices, got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be an integer tensor (key indices), got {labels.dtype}; use .long()")
+    if labels.shape != (n_query,):
+        raise ValueError(
+            f"labels must have shape ({n_query},), one key index per query, got {tuple(labels.shape)}"
+        )
+    if labels.device != device:
+        raise ValueError(f"labels is on {labels.device} but the embeddings are on {device}; move it")
+    low, high = torch.stack([labels.min(), labels.max()]).tolist()
+    if low < 0 or high >= n_keys:
+        raise ValueError(f"labels must be indices into keys, in [0, {n_keys}), got values in [{low}, {high}]")
+    return labels.long()
+
+
+def _resolve_backend(backend: str, x: torch.Tensor) -> str:
+    """'triton' or 'torch' for embeddings like ``x`` (already checked: 2-D floating point)."""
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    row_bytes = _block_d(x.shape[1]) * x.element_size()
+    if backend == "auto":
+        usable = (
+            x.is_cuda and triton_available() and x.dtype in _KERNEL_DTYPES and row_bytes <= _MAX_ROW_BYTES
+        )
+        return "triton" if usable else "torch"
+    if not triton_available():
+        raise RuntimeError("backend='triton' needs the triton package, which cannot be imported here")
+    if not x.is_cuda and not _INTERPRETED:
+        raise RuntimeError(
+            "backend='triton' on CPU tensors needs the Triton interpreter: set the environment variable "
+            "TRITON_INTERPRET=1 before sslcookbook.kernels.infonce is imported, or use backend='torch'"
+        )
+    if x.dtype not in _KERNEL_DTYPES:
+        raise TypeError(f"the Triton kernel supports float32, float16 and bfloat16, got {x.dtype}")
+    if x.dtype == torch.bfloat16 and _INTERPRETED:
+        raise TypeError(
+            "the Triton interpreter does not support bfloat16; use float16/float32, "
+            "backend='torch', or run on a GPU"
+        )
+    if row_bytes > _MAX_ROW_BYTES:
+        raise ValueError(
+            f"D={x.shape[1]} in {x.dtype} is too wide for the kernel (at most {_MAX_ROW_BYTES} bytes per "
+            "padded row: D ≤ 1024 in 16-bit, D ≤ 512 in fp32); use backend='torch' or 'auto'"
+        )
+    return "triton"
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise L2 normalisation computed in (at least) fp32, returned in the input dtype."""
+    return F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=1).to(x.dtype)
+
+
+def _logits_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------------
+
+
+def info_nce_lse(
+    q: torch.Tensor, k: torch.Tensor, temperature: float, mask_self: bool = False, backend: str = "auto"
+) -> torch.Tensor:
+    r"""Per-row log-sum-exp :math:`\mathrm{lse}_i = \log\sum_j e^{q_i\cdot k_j/\tau}`, fp32, shape (N,).
+
+    ``q`` (N×D) and ``k`` (M×D) are used as given (normalise them first for cosine logits). With
+    ``mask_self`` the pair j = i is left out (q must then be the first N rows of k, as in NT-Xent, and
+    M ≥ 2 so every row keeps a term). Differentiable with respect to q and k; the Triton backend never
+    stores the N×M logits.
+    """
+    _check_pair("q", q, "k", k)
+    temperature = _check_temperature(temperature)
+    if mask_self and (k.shape[0] < q.shape[0] or k.shape[0] < 2):
+        raise ValueError(
+            f"mask_self=True needs k to hold q's rows first and at least 2 rows, got q {tuple(q.shape)} "
+            f"and k {tuple(k.shape)}"
+        )
+    if _resolve_backend(backend, q) == "triton":
+        return _RowLogSumExp.apply(q, k, temperature, bool(mask_self))
+    logits = (q @ k.T).to(_logits_dtype(q.dtype)) / temperature
+    if mask_self:
+        logits.diagonal().fill_(float("-inf"))
+    return torch.logsumexp(logits, dim=1).float()
+
+
+def info_nce_reference(
+    query: torch.Tensor, keys: torch.Tensor, temperature: float = 0.1, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    r"""InfoNCE in plain PyTorch (materialises the N×M logits); see :func:`info_nce`.
+
+    Logits are computed in the input dtype (tensor cores for 16-bit inputs, as an eager PyTorch training
+    step would) and the cross-entropy in fp32 (fp64 for fp64 inputs). Returns a 0-d tensor in that dtype.
+    """
+    _check_pair("query", query, "keys", keys)
+    temperature = _check_temperature(temperature)
+    labels = _check_labels(labels, query.shape[0], keys.shape[0], query.device)
+    qn, kn = _normalize(query), _normalize(keys)
+    logits = (qn @ kn.T).to(_logits_dtype(query.dtype)) / temperature
+    if labels is None:
+        labels = torch.arange(query.shape[0], device=query.device)
+    return F.cross_entropy(logits, labels)
+
+
+def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    r"""NT-Xent (SimCLR) in plain PyTorch (materialises the 2N×2N logits); see :func:`nt_xent`."""
+    _check_views(z1, z2)
+    temperature = _check_temperature(temperature)
+    n = z1.shape[0]
+    z = _normalize(torch.cat([z1, z2]))
+    logits = (z @ z.T).to(_logits_dtype(z.dtype)) / temperature
+    logits.diagonal().fill_(float("-inf"))  # a sample is not its own negative
+    targets = torch.arange(2 * n, device=z.device).roll(n)  # row i's positive is i + N, row i + N's is i
+    return F.cross_entropy(logits, targets)
+
+
+def _check_views(z1: torch.Tensor, z2: torch.Tensor) -> None:
+    _check_pair("z1", z1, "z2", z2)
+    if z1.shape != z2.shape:
+        raise ValueError(
+            f"z1 and z2 must be the two views of the same batch, with equal shapes; "
+            f"got {tuple(z1.shape)} and {tuple(z2.shape)}"
+        )
+
+
+def info_nce(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    temperature: float = 0.1,
+    labels: torch.Tensor | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    r"""InfoNCE on cosine similarities (van den Oord et al., 2018; MoCo, He et al., 2020).
+
+    .. math:: \mathcal{L} = \frac1N\sum_i\Big[-\frac{s_{i,p(i)}}{\tau}
+              + \log\sum_{j=1}^{M} e^{s_{ij}/\tau}\Big],
+              \quad s_{ij} = \frac{q_i\cdot k_j}{\lVert q_i\rVert\,\lVert k_j\rVert}
+
+    Args:
+        query: N×D raw embeddings (e.g. projector outputs); normalised here.
+        keys: M×D raw embeddings; normalised here. With ``labels=None``, M ≥ N.
+        temperature: τ > 0.
+        labels: (N,) integer indices into keys, the positive p(i) of each query; default arange(N).
+        backend: "auto" (Triton for CUDA tensors when available, else PyTorch), "triton" or "torch".
+
+    Returns:
+        The mean loss as a 0-d fp32 tensor (fp64 for fp64 inputs on the torch backend).
+    """
+    _check_pair("query", query, "keys", keys)
+    temperature = _check_temperature(temperature)
+    if _resolve_backend(backend, query) == "torch":
+        return info_nce_reference(query, keys, temperature, labels)
+    labels = _check_labels(labels, query.shape[0], keys.shape[0], query.device)
+    qn, kn = _normalize(query), _normalize(keys)
+    lse = _RowLogSumExp.apply(qn, kn, temperature, False)
+    positives = kn[: query.shape[0]] if labels is None else kn.index_select(0, labels)
+    positive_logits = (qn.float() * positives.float()).sum(dim=1) / temperature
+    return (lse - positive_logits).mean()
+
+
+def nt_xent(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, backend: str = "auto"
+) -> torch.Tensor:
+    r"""NT-Xent, the SimCLR loss (Chen et al., 2020), on the two views z1, z2 (N×D each, raw).
+
+    With z = normalise(cat(z1, z2)) (2N×D), :math:`s_{ij} = z_i\cdot z_j` and positive p(i) = i ± N,
+
+    .. math:: \mathcal{L} = \frac1{2N}\sum_{i=1}^{2N}\Big[-\frac{s_{i,p(i)}}{\tau}
+              + \log\sum_{j\ne i} e^{s_{ij}/\tau}\Big]
+
+    ``backend`` as in :func:`info_nce`. Returns the mean loss as a 0-d fp32 tensor (fp64 for fp64 inputs
+    on the torch backend).
+    """
+    _check_views(z1, z2)
+    temperature = _check_temperature(temperature)
+    if _resolve_backend(backend, z1) == "torch":
+        return nt_xent_reference(z1, z2, temperature)
+    n = z1.shape[0]
+    z = _normalize(torch.cat([z1, z2]))
+    lse = _RowLogSumExp.apply(z, z, temperature, True)
+    # Row i and row i + N share the same positive logit z_i · z_{i+N}.
+    positive_logits = (z[:n].float() * z[n:].float()).sum(dim=1) / temperature
+    return lse.mean() - positive_logits.mean()
