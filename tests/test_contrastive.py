@@ -78,3 +78,140 @@ def test_nt_xent_rejects_bad_input(z1, z2, match):
 def test_nt_xent_rejects_bad_temperature():
     with pytest.raises(ValueError, match="temperature"):
         nt_xent(torch.randn(2, 3), torch.randn(2, 3), temperature=0.0)
+
+
+# ---- the rest of the family, each against a loop written from the paper's equation (fp64) ----
+
+from sslcookbook.losses import (  # noqa: E402
+    MemoryQueue,
+    dcl,
+    info_nce,
+    moco_loss,
+    moco_v3_loss,
+    nearest_neighbour,
+    nnclr_loss,
+    supcon,
+)
+
+
+def unit(x):
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def rand(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+
+
+def assert_same_value_and_grad(ours, ref, inputs):
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(ref, inputs)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def info_nce_by_loops(q, k, tau, labels):
+    q, k = unit(q), unit(k)
+    terms = []
+    for i in range(len(q)):
+        logits = torch.stack([torch.dot(q[i], k[j]) / tau for j in range(len(k))])
+        terms.append(torch.logsumexp(logits, 0) - logits[labels[i]])
+    return torch.stack(terms).mean()
+
+
+def test_info_nce_with_labels():
+    q, k = rand(5, 6, seed=1), rand(9, 6, seed=2)
+    labels = torch.tensor([3, 0, 8, 3, 1])
+    assert_same_value_and_grad(info_nce(q, k, 0.2, labels), info_nce_by_loops(q, k, 0.2, labels), (q, k))
+    default = info_nce(q, k, 0.2)
+    torch.testing.assert_close(default, info_nce_by_loops(q, k, 0.2, torch.arange(5)))
+
+
+def supcon_by_loops(z, labels, tau):
+    z = unit(z)
+    per_anchor = []
+    for i in range(len(z)):
+        others = [a for a in range(len(z)) if a != i]
+        positives = [p for p in others if labels[p] == labels[i]]
+        if not positives:
+            continue
+        log_denominator = torch.logsumexp(torch.stack([torch.dot(z[i], z[a]) / tau for a in others]), 0)
+        per_anchor.append(-sum(torch.dot(z[i], z[p]) / tau - log_denominator for p in positives) / len(positives))
+    return torch.stack(per_anchor).mean()
+
+
+def test_supcon_matches_loops():
+    z = rand(10, 4, seed=3)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 3, 1, 2, 0])  # class 3 has no positive: skipped
+    assert_same_value_and_grad(supcon(z, labels, 0.3), supcon_by_loops(z, labels, 0.3), (z,))
+
+
+def test_supcon_with_unique_labels_reduces_to_nt_xent():
+    z1, z2 = rand(6, 5, seed=4), rand(6, 5, seed=5)
+    labels = torch.arange(6).repeat(2)
+    torch.testing.assert_close(supcon(torch.cat([z1, z2]), labels, 0.5), nt_xent(z1, z2, 0.5))
+
+
+def test_supcon_errors():
+    with pytest.raises(ValueError, match="no anchor has a positive"):
+        supcon(torch.randn(4, 3), torch.arange(4))
+    with pytest.raises(ValueError, match="shape"):
+        supcon(torch.randn(4, 3), torch.arange(3))
+    with pytest.raises(ValueError, match="real class labels"):
+        supcon(torch.randn(4, 3), torch.full((4,), -1))
+
+
+def dcl_by_loops(z1, z2, tau):
+    z = unit(torch.cat([z1, z2]))
+    n2, n = len(z), len(z1)
+    terms = []
+    for i in range(n2):
+        p = (i + n) % n2
+        negatives = torch.stack([torch.dot(z[i], z[j]) / tau for j in range(n2) if j not in (i, p)])
+        terms.append(torch.logsumexp(negatives, 0) - torch.dot(z[i], z[p]) / tau)
+    return torch.stack(terms).mean()
+
+
+def test_dcl_matches_loops():
+    z1, z2 = rand(5, 7, seed=6), rand(5, 7, seed=7)
+    assert_same_value_and_grad(dcl(z1, z2, 0.2), dcl_by_loops(z1, z2, 0.2), (z1, z2))
+    with pytest.raises(ValueError, match="at least 2"):
+        dcl(torch.randn(1, 3), torch.randn(1, 3))
+
+
+def test_moco_loss_matches_loops_and_sends_no_gradient_to_keys():
+    q, k = rand(4, 6, seed=8), rand(4, 6, seed=9)
+    queue = unit(torch.randn(11, 6, dtype=torch.float64))
+    ours = moco_loss(q, k, queue, 0.2)
+    keys = torch.cat([unit(k.detach()), queue])
+    ref = info_nce_by_loops(q, keys, 0.2, torch.arange(4))
+    assert_same_value_and_grad(ours, ref, (q,))
+    assert torch.autograd.grad(moco_loss(q, k, queue), k, allow_unused=True)[0] is None
+
+
+def test_moco_v3_loss_is_scaled_info_nce_on_detached_keys():
+    q, k = rand(6, 5, seed=10), rand(6, 5, seed=11)
+    ours = moco_v3_loss(q, k, 0.2)
+    ref = 2 * 0.2 * info_nce_by_loops(q, k.detach(), 0.2, torch.arange(6))
+    assert_same_value_and_grad(ours, ref, (q,))
+
+
+def test_nnclr_uses_nearest_support_rows_as_positives():
+    support = unit(torch.randn(20, 6, dtype=torch.float64))
+    z = support[[3, 7, 3, 12]] + 1e-3 * torch.randn(4, 6, dtype=torch.float64)
+    torch.testing.assert_close(nearest_neighbour(z, support), support[[3, 7, 3, 12]])
+    p = rand(4, 6, seed=12)
+    ours = nnclr_loss(z, p, support, 0.1)
+    ref = info_nce_by_loops(support[[3, 7, 3, 12]], p, 0.1, torch.arange(4))
+    assert_same_value_and_grad(ours, ref, (p,))
+
+
+def test_memory_queue_is_fifo_and_normalised():
+    queue = MemoryQueue(size=5, dim=3)
+    assert torch.allclose(queue.queue.norm(dim=1), torch.ones(5))
+    first, second = torch.randn(3, 3), torch.randn(4, 3)
+    queue.push(first)
+    torch.testing.assert_close(queue.queue[:3], unit(first))
+    queue.push(second)  # wraps around: rows 3, 4, 0, 1
+    torch.testing.assert_close(queue.queue[[3, 4, 0, 1]], unit(second))
+    torch.testing.assert_close(queue.queue[2], unit(first)[2])
+    assert int(queue.pointer) == 2

@@ -565,7 +565,9 @@ def _logits_dtype(dtype: torch.dtype) -> torch.dtype:
 def info_nce_lse(
     q: torch.Tensor, k: torch.Tensor, temperature: float, mask_self: bool = False, backend: str = "auto"
 ) -> torch.Tensor:
-    r"""Per-row log-sum-exp :math:`\mathrm{lse}_i = \log\sum_j e^{q_i\cdot k_j/\tau}`, fp32, shape (N,).
+    r"""Per-row log-sum-exp :math:`\mathrm{lse}_i = \log\sum_j e^{q_i\cdot k_j/\tau}`, shape (N,).
+
+    fp32 (fp64 for fp64 inputs on the torch backend).
 
     ``q`` (N×D) and ``k`` (M×D) are used as given (normalise them first for cosine logits). With
     ``mask_self`` the pair j = i is left out (q must then be the first N rows of k, as in NT-Xent, and
@@ -584,7 +586,7 @@ def info_nce_lse(
     logits = (q @ k.T).to(_logits_dtype(q.dtype)) / temperature
     if mask_self:
         logits.diagonal().fill_(float("-inf"))
-    return torch.logsumexp(logits, dim=1).float()
+    return torch.logsumexp(logits, dim=1).to(torch.promote_types(q.dtype, torch.float32))
 
 
 def info_nce_reference(
