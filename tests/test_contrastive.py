@@ -135,7 +135,9 @@ def supcon_by_loops(z, labels, tau):
         if not positives:
             continue
         log_denominator = torch.logsumexp(torch.stack([torch.dot(z[i], z[a]) / tau for a in others]), 0)
-        per_anchor.append(-sum(torch.dot(z[i], z[p]) / tau - log_denominator for p in positives) / len(positives))
+        per_anchor.append(
+            -sum(torch.dot(z[i], z[p]) / tau - log_denominator for p in positives) / len(positives)
+        )
     return torch.stack(per_anchor).mean()
 
 
@@ -215,3 +217,92 @@ def test_memory_queue_is_fifo_and_normalised():
     torch.testing.assert_close(queue.queue[[3, 4, 0, 1]], unit(second))
     torch.testing.assert_close(queue.queue[2], unit(first)[2])
     assert int(queue.pointer) == 2
+
+
+# ---- methods and recipes of the family ----
+
+from dataclasses import dataclass  # noqa: E402
+
+from sslcookbook.methods import DCL, NNCLR, MoCoV2, MoCoV3, SimCLR, SupCon  # noqa: E402
+from sslcookbook.models import SmallCNN  # noqa: E402
+from sslcookbook.recipes import get_recipe  # noqa: E402
+from sslcookbook.train import TrainConfig, fit  # noqa: E402
+
+FAMILY = {
+    "simclr": SimCLR,
+    "dcl": DCL,
+    "supcon": SupCon,
+    "nnclr": NNCLR,
+    "moco_v2": MoCoV2,
+    "moco_v3": MoCoV3,
+}
+
+
+@dataclass
+class Tiny:
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+def tiny_views(images, generator=None):
+    x = images.float() / 255
+    return [x + 0.05 * torch.randn(x.shape, generator=generator) for _ in range(2)]
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY))
+def test_recipe_builds_in_every_profile_and_trains(name):
+    recipe = get_recipe(name)
+    for profile in ("smoke", "cpu", "gpu"):
+        assert recipe.setting(profile).train.epochs >= 1
+    method = recipe.build("smoke", in_channels=1)
+    assert isinstance(method, FAMILY[name])
+    g = torch.Generator().manual_seed(0)
+    data = Tiny(torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=g), torch.arange(32) % 4)
+    history = fit(
+        method, data, tiny_views, TrainConfig(epochs=1, batch_size=16), device="cpu", progress=False
+    )
+    assert len(history.losses) == 2 and all(math.isfinite(v) for v in history.losses)
+
+
+def test_momentum_encoder_gets_no_gradient_and_follows_the_online_one():
+    torch.manual_seed(0)
+    method = MoCoV3(SmallCNN(1, width=8), 32, 16, 32)
+    views = tiny_views(torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8))
+    method.training_step(views)["loss"].backward()
+    assert all(p.grad is None for p in method.momentum_backbone.parameters())
+    with torch.no_grad():
+        for p in method.backbone.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in method.momentum_backbone.parameters()]
+    m = method.momentum
+    method.after_step(0.5)
+    for old, new, online in zip(before, method.momentum_backbone.parameters(), method.backbone.parameters()):
+        torch.testing.assert_close(new, m * old + (1 - m) * online)
+    assert method.momentum > 0.99  # the cosine schedule moves it towards 1
+
+
+def test_moco_v2_queue_receives_the_keys():
+    torch.manual_seed(0)
+    method = MoCoV2(SmallCNN(1, width=8), 32, 16, queue_size=64)
+    views = tiny_views(torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8))
+    out = method.training_step(views)
+    assert int(method.queue.pointer) == 16
+    assert method.queue.queue.requires_grad is False and out["loss"].requires_grad
+
+
+def test_supcon_method_needs_labels():
+    method = SupCon(SmallCNN(1, width=8), 32, 16)
+    with pytest.raises(ValueError, match="needs the labels"):
+        method.training_step(tiny_views(torch.zeros(4, 1, 8, 8, dtype=torch.uint8)))
+
+
+def test_nnclr_support_queue_fills():
+    torch.manual_seed(0)
+    method = NNCLR(SmallCNN(1, width=8), 32, 16, 32, queue_size=20)
+    method.training_step(tiny_views(torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8)))
+    assert int(method.support.pointer) == 8
+
+
+def test_methods_reject_the_wrong_number_of_views():
+    with pytest.raises(ValueError, match="exactly 2 views"):
+        SimCLR(SmallCNN(1, width=8), 32, 16).training_step([torch.rand(4, 1, 8, 8)] * 3)
