@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .optim import build_optimizer, warmup_cosine
 from .profiles import default_device
 
@@ -43,6 +44,7 @@ class TrainConfig:
     amp: bool | None = None  # None: bf16 autocast on CUDA, off on CPU
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -136,6 +138,10 @@ def fit(
     if n < 2:
         raise ValueError(f"the dataset has {n} images: self-supervised training needs at least 2")
     batch_size = min(config.batch_size, n)
+    world, rank = distributed.world_size(), distributed.rank()
+    if batch_size % world:
+        raise ValueError(f"batch size {batch_size} must be divisible by the number of processes ({world})")
+    local_batch = batch_size // world
     steps_per_epoch = n // batch_size
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
@@ -144,6 +150,7 @@ def fit(
     use_amp = device.type == "cuda" if config.amp is None else config.amp
 
     method.to(device)
+    step_module = _data_parallel(method, device, config.sync_bn) if world > 1 else _Step(method)
     optimizer = build_optimizer(method, config.optimizer, config.lr, config.weight_decay, config.momentum)
     history, epoch, step_in_epoch = History(), 0, 0
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
@@ -157,7 +164,7 @@ def fit(
             torch.set_rng_state(state["torch_rng"])
 
     def checkpoint() -> None:
-        if ckpt_path is None:
+        if ckpt_path is None or rank != 0:
             return
         save_checkpoint(
             ckpt_path,
@@ -176,7 +183,7 @@ def fit(
     bar = tqdm(
         total=total_steps,
         initial=epoch * steps_per_epoch + step_in_epoch,
-        disable=not progress,
+        disable=not progress or rank != 0,
         desc=type(method).__name__,
         unit="step",
         dynamic_ncols=True,
@@ -193,10 +200,12 @@ def fit(
                 lr = warmup_cosine(global_step, total_steps, warmup_steps, config.lr, config.final_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                idx = order[step_in_epoch * batch_size : (step_in_epoch + 1) * batch_size]
-                batch_views = views(images[idx], generator=_seeded(config.seed, 1, global_step, device))
+                start = step_in_epoch * batch_size + rank * local_batch
+                idx = order[start : start + local_batch]
+                view_seed = _seeded(config.seed, 1, global_step * world + rank, device)
+                batch_views = views(images[idx], generator=view_seed)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out = method.training_step(batch_views, labels[idx])
+                    out = step_module(batch_views, labels[idx])
                 loss = out["loss"]
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -210,7 +219,8 @@ def fit(
                 optimizer.step()
                 if hasattr(method, "after_step"):
                     method.after_step((global_step + 1) / total_steps)
-                row = {"epoch": epoch, "step": global_step, "lr": lr, "loss": loss.item()}
+                logged_loss = distributed.all_reduce_mean(loss.detach()).item()
+                row = {"epoch": epoch, "step": global_step, "lr": lr, "loss": logged_loss}
                 row.update({k: _scalar(v) for k, v in out.items() if k != "loss"})
                 history.steps.append(row)
                 step_in_epoch += 1
@@ -240,6 +250,31 @@ def fit(
         raise
     bar.close()
     return history
+
+
+class _Step(torch.nn.Module):
+    """Calls ``training_step`` through ``forward``, so DistributedDataParallel can hook it."""
+
+    def __init__(self, method: torch.nn.Module):
+        super().__init__()
+        self.method = method
+
+    def forward(self, views, labels):
+        return self.method.training_step(views, labels)
+
+
+def _data_parallel(method: torch.nn.Module, device: torch.device, sync_bn: bool) -> torch.nn.Module:
+    """Wrap for DDP: gradients are averaged over ranks during backward (SyncBN if asked)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if sync_bn and device.type != "cuda":
+        raise ValueError(
+            "sync_bn needs CUDA devices (SyncBatchNorm runs on GPUs only): drop --sync-bn on CPU"
+        )
+    if sync_bn:
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(_Step(method), device_ids=ids)
 
 
 def _device_tensors(dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
