@@ -1,0 +1,186 @@
+"""Run a recipe end to end (train → evaluate against baselines → figures → results.json).
+
+This is what ``sslcookbook run`` and the recipe cards call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from . import data as datasets
+from . import distributed
+from .evaluate import compare_baselines, embed
+from .profiles import active_profile, default_device
+from .recipes import get_recipe
+from .train import fit, load_checkpoint
+
+
+def load_splits(name: str, train_subset: int | None = None, test_subset: int | None = None, download=False):
+    """Train and test splits of a dataset; a folder without a test split holds out 10% of train."""
+    train = datasets.load(name, "train", download=download)
+    try:
+        test = datasets.load(name, "test", download=download)
+    except ValueError as e:
+        if not name.startswith("folder:"):
+            raise
+        print(f"{e}: holding out 10% of the training images for evaluation")
+        train, test = _hold_out(train, fraction=0.1, seed=0)
+    if train_subset:
+        train = train.subset(train_subset, seed=0)
+    if test_subset:
+        test = test.subset(test_subset, seed=0)
+    return train, test
+
+
+def _hold_out(dataset, fraction: float, seed: int):
+    """Split a data set into (rest, held-out fraction), deterministically."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    k = max(1, round(fraction * len(dataset)))
+    part = lambda idx, tag: datasets.ImageDataset(
+        dataset.images[idx], dataset.labels[idx], list(dataset.classes), f"{dataset.name}[{tag}]"
+    )
+    return part(order[k:].sort().values, "train"), part(order[:k].sort().values, "held out")
+
+
+def run_recipe(
+    name: str,
+    data: str | None = None,
+    profile: str | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    figures: bool = True,
+    download: bool = False,
+    sync_bn: bool = False,
+) -> dict:
+    """Train recipe ``name`` on the profile's data, evaluate, write ``out/results.json`` and figures.
+
+    Returns the results dict: ``recipe, data, profile, epochs, seconds`` and, for the SSL encoder and
+    the ``raw``-pixel and ``random``-init baselines, linear-probe top-1 at 1, 10 and all labels per
+    class (``probe``), kNN top-1 (``knn``), RankMe and feature std.
+
+    Under ``torchrun --nproc_per_node=N`` every rank trains on 1/N of each batch (DDP; ``sync_bn``
+    for SyncBatchNorm) and rank 0 evaluates and writes the results; the other ranks return ``{}``.
+    """
+    recipe = get_recipe(name)
+    profile = active_profile(profile)
+    setting = recipe.setting(profile)
+    data = data or setting.data
+    device = distributed.init_from_env(device)
+    out = Path(out or Path("runs") / f"{name}-{data.replace(':', '_').replace('/', '_')}-{profile}")
+    train_ds, test_ds = load_splits(data, setting.train_subset, setting.test_subset, download=download)
+    torch.manual_seed(setting.train.seed)  # the initial weights are part of the recipe
+    method = recipe.build(profile, in_channels=train_ds.image_shape[0])
+    views = recipe.views(train_ds.image_shape, profile)
+    config = setting.train.replace(epochs=epochs, sync_bn=sync_bn or None)
+    meta = {"recipe": name, "profile": profile, "data": data, "in_channels": train_ds.image_shape[0]}
+
+    start = time.perf_counter()
+    history = fit(
+        method,
+        train_ds,
+        views,
+        config,
+        device=device,
+        checkpoint_dir=out / "checkpoints",
+        resume=resume,
+        progress=progress,
+        meta=meta,
+    )
+    seconds = time.perf_counter() - start
+    if not distributed.is_main_process():
+        return {}
+
+    results = {
+        **meta,
+        "epochs": config.epochs,
+        "seconds": round(seconds, 2),
+        "device": str(device),
+        "world_size": distributed.world_size(),
+        "torch": torch.__version__,
+        "final_loss": history.losses[-1] if history.losses else None,
+    }
+    results.update(_evaluate(method, train_ds, test_ds, device))
+    out.mkdir(parents=True, exist_ok=True)
+    if figures:
+        results["figures"] = _figures(method, history, train_ds, test_ds, results, out, device)
+    _write_json(out / "results.json", results)
+    return results
+
+
+def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, device: str | None = None) -> dict:
+    """Rebuild the method stored in a checkpoint written by ``run_recipe`` and evaluate it."""
+    state = load_checkpoint(path)
+    meta = state.get("meta") or {}
+    if "recipe" not in meta:
+        raise ValueError(f"{path} has no recipe metadata: evaluate it in Python with sslcookbook.evaluate")
+    recipe = get_recipe(meta["recipe"])
+    method = recipe.build(meta["profile"], in_channels=meta["in_channels"])
+    method.load_state_dict(state["method"])
+    setting = recipe.setting(meta["profile"])
+    train_ds, test_ds = load_splits(data or meta["data"], setting.train_subset, setting.test_subset)
+    device = default_device(device)
+    method.to(device)
+    results = {**meta, "checkpoint": str(path), "epochs_trained": state["epoch"]}
+    results.update(_evaluate(method, train_ds, test_ds, device))
+    return results
+
+
+def _evaluate(method, train_ds, test_ds, device) -> dict:
+    scores = compare_baselines(method.backbone, train_ds, test_ds, device=device)
+    return {
+        "probe": {k: v["probe"] for k, v in scores.items()},
+        "knn": {k: v["knn"] for k, v in scores.items()},
+        "rankme": {k: v["rankme"] for k, v in scores.items()},
+        "feature_std": {k: v["feature_std"] for k, v in scores.items()},
+    }
+
+
+def _figures(method, history, train_ds, test_ds, results, out: Path, device) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from . import viz
+
+    test_features = embed(method.backbone, test_ds.images, device=device)
+    train_features = embed(method.backbone, train_ds.images, device=device)
+    made = {
+        "loss.png": viz.plot_loss(history),
+        "embedding.png": viz.plot_embedding(
+            test_features, test_ds.labels, test_ds.classes, title=f"{results['recipe']} test embedding (PCA)"
+        ),
+        "neighbours.png": viz.plot_neighbours(test_ds.images, test_features, train_ds.images, train_features),
+        "label_efficiency.png": viz.plot_label_efficiency(results["probe"]),
+    }
+    for fname, fig in made.items():
+        fig.savefig(out / fname, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    return sorted(made)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def format_results(results: dict) -> str:
+    """A small text table of probe and kNN accuracies for ssl / raw / random."""
+    lines = [f"{'encoder':<8} {'probe@1':>8} {'probe@10':>9} {'probe@all':>10} {'kNN':>7} {'RankMe':>7}"]
+    for name, accs in results["probe"].items():
+        lines.append(
+            f"{name:<8} {100 * accs['1']:>7.1f}% {100 * accs['10']:>8.1f}% {100 * accs['all']:>9.1f}% "
+            f"{100 * results['knn'][name]:>6.1f}% {results['rankme'][name]:>7.1f}"
+        )
+    return "\n".join(lines)

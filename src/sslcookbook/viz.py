@@ -1,0 +1,161 @@
+"""Figures and widget explorers used by the notebooks and the CLI (matplotlib, ipywidgets)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "image_grid",
+    "plot_embedding",
+    "plot_label_efficiency",
+    "plot_loss",
+    "plot_neighbours",
+    "show_views",
+    "slider_explorer",
+]
+
+
+def _to_numpy_image(img: torch.Tensor) -> np.ndarray:
+    img = img.detach().cpu()
+    if img.dtype == torch.uint8:
+        img = img.float() / 255
+    img = img.clamp(0, 1)
+    return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+
+
+def image_grid(
+    images: torch.Tensor, nrow: int = 8, titles: list[str] | None = None, scale: float = 1.0, ax=None
+):
+    """Show a batch (uint8 or float in [0, 1], B×C×H×W) as a grid; returns the figure."""
+    b = images.shape[0]
+    ncol = min(nrow, b)
+    rows = (b + ncol - 1) // ncol
+    fig, axes = plt.subplots(rows, ncol, figsize=(scale * ncol, scale * rows), squeeze=False)
+    for i, ax_ in enumerate(axes.flat):
+        ax_.axis("off")
+        if i < b:
+            ax_.imshow(_to_numpy_image(images[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            if titles:
+                ax_.set_title(titles[i], fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def show_views(images: torch.Tensor, views, n: int = 8, generator: torch.Generator | None = None):
+    """First row: ``n`` originals; one row per view below them."""
+    batch = images[:n]
+    outs = views(batch, generator=generator)
+    originals = batch.float() / 255 if batch.dtype == torch.uint8 else batch
+    originals = (
+        F.interpolate(originals, size=outs[0].shape[-2:], mode="bilinear", align_corners=False)
+        if originals.shape[-2:] != outs[0].shape[-2:]
+        else originals
+    )
+    grid = torch.cat([originals.to(outs[0].device), *outs])
+    titles = ["original"] * len(batch) + [f"view {k + 1}" for k in range(len(outs)) for _ in batch]
+    return image_grid(grid, nrow=len(batch), titles=titles)
+
+
+def plot_loss(history, ax=None, label: str | None = None):
+    """Training loss per step (light) and its running mean (dark)."""
+    losses = np.asarray(history.losses if hasattr(history, "losses") else history, dtype=float)
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(losses, alpha=0.3, color="C0" if label is None else None)
+    if len(losses) >= 5:
+        w = max(1, len(losses) // 20)
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(np.arange(w - 1, len(losses)), smooth, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if label:
+        ax.legend()
+    return fig or ax.figure
+
+
+def plot_embedding(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    classes=None,
+    method: str = "pca",
+    ax=None,
+    title: str | None = None,
+):
+    """2-D map of features coloured by label (``pca``, or ``tsne`` via scikit-learn)."""
+    x = features.detach().float().cpu().numpy()
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=min(30, len(x) - 1)).fit_transform(x)
+    elif method == "pca":
+        x = x - x.mean(0)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        xy = x @ vt[:2].T
+    else:
+        raise ValueError(f"unknown embedding method {method!r}: use 'pca' or 'tsne'")
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+    y = labels.cpu().numpy()
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=6)
+    if classes is not None and len(classes) <= 10:
+        handles = [
+            plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(i))) for i in range(len(classes))
+        ]
+        ax.legend(handles, classes, fontsize=6, loc="best", markerscale=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or f"embedding ({method})")
+    return fig or ax.figure
+
+
+def plot_neighbours(query_images, query_features, bank_images, bank_features, k: int = 6, n_queries: int = 6):
+    """Each row: a query image, then its k nearest neighbours in the bank by cosine similarity."""
+    q = F.normalize(query_features[:n_queries].float(), dim=1)
+    b = F.normalize(bank_features.float(), dim=1)
+    nn_idx = (q @ b.T).topk(k, dim=1).indices
+    rows = [torch.cat([query_images[i : i + 1].cpu(), bank_images[nn_idx[i]].cpu()]) for i in range(len(q))]
+    titles = (["query"] + [f"nn {j + 1}" for j in range(k)]) * len(q)
+    return image_grid(torch.cat(rows), nrow=k + 1, titles=titles)
+
+
+def plot_label_efficiency(results: dict, ax=None, title: str = "linear probe vs labels per class"):
+    """``results`` maps a name (``ssl``, ``raw``, ``random``) to ``{"1": acc, "10": acc, "all": acc}``."""
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 3))
+    for name, accs in results.items():
+        keys = list(accs)
+        ax.plot(range(len(keys)), [100 * accs[k] for k in keys], marker="o", label=name)
+        ax.set_xticks(range(len(keys)), keys)
+    ax.set_xlabel("labels per class")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.legend()
+    return fig or ax.figure
+
+
+def slider_explorer(update, **sliders):
+    """An ipywidgets explorer that also runs headless.
+
+    ``update(**values)`` draws a figure. Each slider is ``name=(min, max, step, default)``. In a live
+    kernel the sliders are shown; headless (CI, book) ``update`` runs once with the defaults.
+    """
+    defaults = {name: spec[3] for name, spec in sliders.items()}
+    try:
+        import ipywidgets as widgets
+        from IPython import get_ipython
+    except ImportError:
+        return update(**defaults)
+    if get_ipython() is None:  # a plain Python process: draw once with the defaults
+        return update(**defaults)
+    controls = {
+        name: widgets.FloatSlider(min=lo, max=hi, step=step, value=default, description=name)
+        for name, (lo, hi, step, default) in sliders.items()
+    }
+    # interact draws once with the defaults right away, so the cell has an output when run headless
+    return widgets.interact(update, **controls)
