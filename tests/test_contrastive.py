@@ -184,8 +184,13 @@ def test_moco_loss_matches_loops_and_sends_no_gradient_to_keys():
     q, k = rand(4, 6, seed=8), rand(4, 6, seed=9)
     queue = unit(torch.randn(11, 6, dtype=torch.float64))
     ours = moco_loss(q, k, queue, 0.2)
-    keys = torch.cat([unit(k.detach()), queue])
-    ref = info_nce_by_loops(q, keys, 0.2, torch.arange(4))
+    # the paper's dictionary for query i: its own key k_i (label 0) followed by the queue
+    ref = torch.stack(
+        [
+            info_nce_by_loops(q[i : i + 1], torch.cat([k[i : i + 1].detach(), queue]), 0.2, [0])
+            for i in range(4)
+        ]
+    ).mean()
     assert_same_value_and_grad(ours, ref, (q,))
     assert torch.autograd.grad(moco_loss(q, k, queue), k, allow_unused=True)[0] is None
 

@@ -224,8 +224,11 @@ def moco_loss(
     """
     check_embeddings(q=q, k=k)
     _check_temperature(temperature)
-    keys = torch.cat([F.normalize(k.detach(), dim=1), queue.detach().to(k.dtype)])
-    return info_nce(q, keys, temperature=temperature, backend=backend)
+    qn, kn = F.normalize(q, dim=1), F.normalize(k.detach(), dim=1)
+    # log Σ_j exp(q·queue_j/τ) on the fused kernel, then the positive joins the denominator exactly.
+    lse_queue = _kernel.info_nce_lse(qn, queue.detach().to(qn.dtype), temperature, backend=backend)
+    positive = (qn * kn).sum(1).to(lse_queue.dtype) / temperature
+    return (torch.logaddexp(positive, lse_queue) - positive).mean()
 
 
 def moco_v3_loss(
