@@ -227,16 +227,12 @@ _register_family_member(
 from .methods import BYOL, DINO, SimSiam  # noqa: E402
 
 
-def _distillation_digits_train(**changes) -> TrainConfig:
-    """The laptop setting of the self-distillation family: AdamW on the 8×8 digits."""
-    base = TrainConfig(
-        epochs=40, batch_size=256, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_epochs=2, seed=0
-    )
-    return dataclasses.replace(base, **changes)
+def _distillation_digits_train() -> TrainConfig:
+    return _digits_train(epochs=40)
 
 
-def _distillation_smoke_train(**changes) -> TrainConfig:
-    return _distillation_digits_train(epochs=3, batch_size=128, warmup_epochs=1, **changes)
+def _distillation_smoke_train() -> TrainConfig:
+    return _digits_train(epochs=3, batch_size=128, warmup_epochs=1)
 
 
 # BYOL on CIFAR-10: LARS at 1.0 × batch/256 (solo-learn's CIFAR base rate), weight decay 1e-5,
@@ -275,9 +271,7 @@ register(
             "gpu": Setting(
                 data="cifar10",
                 backbone="resnet18_cifar",
-                train=TrainConfig(
-                    epochs=200, batch_size=512, optimizer="lars", lr=2.0, weight_decay=1e-5, warmup_epochs=10
-                ),
+                train=_cifar_train("lars", 2.0, 1e-5),
                 views="byol",
                 method_kwargs={
                     "projector_hidden_dim": 4096,
@@ -316,9 +310,7 @@ register(
             "gpu": Setting(
                 data="cifar10",
                 backbone="resnet18_cifar",
-                train=TrainConfig(
-                    epochs=200, batch_size=512, optimizer="sgd", lr=0.06, weight_decay=5e-4, momentum=0.9
-                ),
+                train=_cifar_train("sgd", 0.06, 5e-4, warmup_epochs=0),
                 views="simclr",
                 view_kwargs={"crop_scale": (0.2, 1.0), "color_strength": 0.5, "blur": False},
                 method_kwargs={"projector_dim": 2048, "predictor_hidden_dim": 512},
@@ -368,15 +360,7 @@ register(
             "gpu": Setting(
                 data="cifar10",
                 backbone="resnet18_cifar",
-                train=TrainConfig(
-                    epochs=200,
-                    batch_size=512,
-                    optimizer="adamw",
-                    lr=1e-3,
-                    weight_decay=0.04,
-                    warmup_epochs=10,
-                    grad_clip=3.0,
-                ),
+                train=_cifar_train("adamw", 1e-3, 0.04, grad_clip=3.0),
                 views="multicrop",
                 view_kwargs={"num_local": 6, "local_size": 16},
                 method_kwargs={
