@@ -28,7 +28,8 @@ unit: setup
 	TRITON_INTERPRET=1 SSLCOOKBOOK_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest tests -q
 
 notebooks: setup
-	TRITON_INTERPRET=1 SSLCOOKBOOK_PROFILE=smoke $(PY) -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+	# One OpenMP thread: the notebooks train tiny models, where a second thread only waits on the first.
+	OMP_NUM_THREADS=1 TRITON_INTERPRET=1 SSLCOOKBOOK_PROFILE=smoke $(PY) -m pytest --nbval-lax notebooks -q -p no:cacheprovider
 
 test: lint unit notebooks
 
