@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from types import SimpleNamespace
 
@@ -237,6 +238,42 @@ def test_embed_modes_dtypes_and_batching():
 
 
 # --------------------------------------------------------------------------------------- validation
+
+
+def test_embed_switches_the_modules_behind_a_function_to_eval_mode():
+    """A lambda over a model with BatchNorm must see running statistics and leave them untouched."""
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.backbone = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16))
+    model.head = nn.Sequential(nn.Linear(16, 4), nn.BatchNorm1d(4))
+    model.head[1].eval()  # a part frozen in eval mode must come back frozen
+    with torch.no_grad():  # non-trivial running statistics
+        model.backbone[2].running_mean.uniform_(-1, 1)
+        model.backbone[2].running_var.uniform_(0.5, 2)
+    images = torch.randn(20, 1, 8, 8)
+    model.eval()
+    expected = model.head(model.backbone(images))
+    expected_backbone = model.backbone(images)
+    model.train()
+    model.head[1].eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def forward(x):
+        return model.head(model.backbone(x))
+
+    encoders = {
+        "closure": forward,
+        "lambda with a default": lambda x, m=model: m.head(m.backbone(x)),
+        "bound method": model.backbone.forward,
+        "partial": functools.partial(lambda m, x: m.head(m.backbone(x)), model),
+    }
+    for name, encoder in encoders.items():
+        features = embed(encoder, images)
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, before[key]), f"{name}: {key} changed"
+        assert model.training and model.backbone[2].training and not model.head[1].training, name
+        want = expected_backbone if name == "bound method" else expected
+        torch.testing.assert_close(features, want, msg=name)
 
 
 def test_clear_errors():

@@ -18,6 +18,7 @@ tensors; :func:`embed` returns features on the CPU.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -147,6 +148,31 @@ def _module_device(module: Any) -> torch.device | None:
     return None
 
 
+def _modules_behind(encoder: Any) -> list[nn.Module]:
+    """The nn.Modules that ``encoder`` runs: itself if it is one, else those a plain function reaches
+    directly — a bound method's owner, a ``functools.partial``'s function and arguments, closure
+    variables and default arguments (``lambda x: m.projector(m.backbone(x))`` finds ``m``)."""
+    if isinstance(encoder, nn.Module):
+        return [encoder]
+    candidates: list[Any] = []
+    if hasattr(encoder, "__self__"):
+        candidates.append(encoder.__self__)
+    if isinstance(encoder, functools.partial):
+        candidates += [encoder.func, *encoder.args, *encoder.keywords.values()]
+    for cell in getattr(encoder, "__closure__", None) or ():
+        try:
+            candidates.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
+    candidates += list(getattr(encoder, "__defaults__", None) or ())
+    found: list[nn.Module] = []
+    for candidate in candidates:
+        for module in _modules_behind(candidate) if isinstance(candidate, functools.partial) else [candidate]:
+            if isinstance(module, nn.Module) and all(module is not m for m in found):
+                found.append(module)
+    return found
+
+
 def embed(
     encoder: Callable[[Tensor], Tensor],
     images: Tensor,
@@ -155,10 +181,14 @@ def embed(
 ) -> Tensor:
     """Frozen features of ``images``: float32 N×D on the CPU.
 
-    Runs under ``torch.no_grad()`` with ``encoder`` in eval mode (its previous train/eval mode is
-    restored afterwards). uint8 images are scaled to [0, 1]; float images are used as given. Outputs
-    with more than two dims (e.g. N×C×h×w feature maps) are flattened. ``device`` defaults to the
-    encoder's device, else the images' device.
+    Runs under ``torch.no_grad()`` with ``encoder`` in eval mode — BatchNorm uses, and does not
+    update, its running statistics — and restores every module's train/eval mode afterwards.
+    ``encoder`` is an nn.Module or a function of modules; for a function, the modules it holds in
+    closure variables, default arguments, a bound method's owner or a ``functools.partial`` are
+    switched (a function that reaches its modules through globals is not seen: pass an nn.Module,
+    e.g. ``nn.Sequential(backbone, projector)``). uint8 images are scaled to [0, 1]; float images
+    are used as given. Outputs with more than two dims (e.g. N×C×h×w feature maps) are flattened.
+    ``device`` defaults to the encoder's device, else the images' device.
     """
     images = _as_tensor(images, "images")
     if images.ndim < 2:
@@ -169,13 +199,15 @@ def embed(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not callable(encoder):
         raise TypeError(f"encoder must be callable (an nn.Module), got {type(encoder).__name__}")
+    modules = _modules_behind(encoder)
     if device is None:
-        device = _module_device(encoder) or images.device
+        device = next(filter(None, map(_module_device, modules)), None) or images.device
     device = torch.device(device)
 
-    was_training = encoder.training if isinstance(encoder, nn.Module) else None
-    if isinstance(encoder, nn.Module):
-        encoder.eval()
+    # Every submodule's own flag, so that a model with some parts frozen in eval mode gets them back.
+    modes = [(m, m.training) for module in modules for m in module.modules()]
+    for module in modules:
+        module.eval()
     chunks = []
     try:
         with torch.no_grad():
@@ -194,8 +226,8 @@ def embed(
                     )
                 chunks.append(out.reshape(out.shape[0], -1).float().cpu())
     finally:
-        if was_training is not None:
-            encoder.train(was_training)
+        for module, training in modes:
+            module.training = training
     if not chunks:
         raise ValueError("images is empty: nothing to embed")
     return torch.cat(chunks)
