@@ -44,19 +44,37 @@ def image_grid(
     return fig
 
 
-def show_views(images: torch.Tensor, views, n: int = 8, generator: torch.Generator | None = None):
-    """First row: ``n`` originals; one row per view below them."""
+def show_views(
+    images: torch.Tensor,
+    views,
+    n: int = 8,
+    generator: torch.Generator | None = None,
+    view_names: list[str] | None = None,
+    scale: float = 1.0,
+):
+    """First row: ``n`` originals; one row per view below them, titled ``view_names`` (default
+    "view 1", "view 2", ...).
+
+    Views of different sizes (multi-crop's global and local crops) are enlarged to the largest view's
+    size with nearest-neighbour upsampling, so their pixels stay visible; their titles give the size.
+    """
     batch = images[:n]
-    outs = views(batch, generator=generator)
-    originals = batch.float() / 255 if batch.dtype == torch.uint8 else batch
-    originals = (
-        F.interpolate(originals, size=outs[0].shape[-2:], mode="bilinear", align_corners=False)
-        if originals.shape[-2:] != outs[0].shape[-2:]
-        else originals
-    )
-    grid = torch.cat([originals.to(outs[0].device), *outs])
-    titles = ["original"] * len(batch) + [f"view {k + 1}" for k in range(len(outs)) for _ in batch]
-    return image_grid(grid, nrow=len(batch), titles=titles)
+    outs = list(views(batch, generator=generator))
+    size = max((tuple(v.shape[-2:]) for v in outs), key=lambda hw: hw[0] * hw[1])
+    originals = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
+    if tuple(originals.shape[-2:]) != size:
+        originals = F.interpolate(originals, size=size, mode="bilinear", align_corners=False)
+    rows, titles = [originals.to(outs[0].device)], ["original"] * len(batch)
+    if view_names is not None and len(view_names) != len(outs):
+        raise ValueError(f"view_names has {len(view_names)} names for {len(outs)} views")
+    for k, view in enumerate(outs):
+        label = view_names[k] if view_names is not None else f"view {k + 1}"
+        if tuple(view.shape[-2:]) != size:
+            label += f" ({view.shape[-2]}×{view.shape[-1]})"
+            view = F.interpolate(view.float(), size=size, mode="nearest")
+        rows.append(view)
+        titles += [label] * len(batch)
+    return image_grid(torch.cat(rows), nrow=len(batch), titles=titles, scale=scale)
 
 
 def plot_loss(history, ax=None, label: str | None = None):

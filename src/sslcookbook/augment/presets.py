@@ -291,7 +291,8 @@ def preset(name: str, image_shape: Sequence[int], strength: float = 1.0, **kwarg
     ``"simclr"`` and ``"byol"`` give their recipe for RGB images of side >= 16 px, and
     ``digits_views`` (affine/intensity views) for grayscale or tinier images, where crops, flips and
     colour would destroy the content. ``"multicrop"`` needs RGB images >= 16 px; ``"digits"`` always
-    gives ``digits_views``. Views keep the input's height and width; ``kwargs`` go to the builder.
+    gives ``digits_views``. Views keep the input's height and width unless ``size`` is given;
+    ``kwargs`` go to the builder.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown view preset {name!r}: choose one of {', '.join(PRESETS)}")
@@ -301,10 +302,10 @@ def preset(name: str, image_shape: Sequence[int], strength: float = 1.0, **kwarg
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"preset: image_shape must be (C, H, W), got {tuple(image_shape)}")
     channels, height, width = shape
-    size: Size = height if height == width else (height, width)
+    size: Size = kwargs.pop("size", height if height == width else (height, width))
     small = channels != 3 or min(height, width) < 16
     if name == "digits" or (small and name in ("simclr", "byol")):
-        return digits_views(strength, size=(height, width), **kwargs)
+        return digits_views(strength, size=size, **kwargs)
     if small:
         raise ValueError(
             f"preset {name!r} needs RGB images of at least 16×16 px, got {channels}×{height}×{width}; "
