@@ -56,10 +56,15 @@ def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path):
     assert len(h_resumed.epochs) == 2
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
+@pytest.mark.parametrize(
+    "config",
+    [CONFIG, CONFIG.replace(optimizer="lars", lars_eta=0.02, lars_clip=True, final_weight_decay=0.4)],
+    ids=["sgd", "lars-clip-wd-schedule"],
+)
+def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path, config):
     data = tiny_data()
     straight = new_method()
-    fit(straight, data, noisy_views, CONFIG, device="cpu", progress=False)
+    fit(straight, data, noisy_views, config, device="cpu", progress=False)
 
     calls = {"n": 0}
 
@@ -74,7 +79,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
             new_method(),
             data,
             interrupting_views,
-            CONFIG,
+            config,
             device="cpu",
             checkpoint_dir=tmp_path,
             progress=False,
@@ -83,7 +88,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path):
     assert (state["epoch"], state["step_in_epoch"]) == (1, 1)
 
     resumed = new_method(seed=7)
-    fit(resumed, data, noisy_views, CONFIG, device="cpu", checkpoint_dir=tmp_path, progress=False)
+    fit(resumed, data, noisy_views, config, device="cpu", checkpoint_dir=tmp_path, progress=False)
     assert_same_parameters(straight, resumed)
 
 
@@ -118,6 +123,36 @@ def test_training_lowers_the_loss_and_records_history():
     assert len(history.steps) == 6 * 4
     assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
     assert {"epoch", "loss", "lr", "seconds"} <= set(history.epochs[0])
+
+
+def test_weight_decay_follows_a_cosine_on_decayed_parameters_only(monkeypatch):
+    """DINO's schedule: λ goes from weight_decay to final_weight_decay on a cosine; biases and norms
+    stay at 0. Read from the optimizer at each step, not from the trainer's log."""
+    seen = []
+    original_step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append([group["weight_decay"] for group in self.param_groups])
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    config = CONFIG.replace(optimizer="adamw", weight_decay=0.04, final_weight_decay=0.4, epochs=3)
+    history = fit(new_method(), tiny_data(), noisy_views, config, device="cpu", progress=False)
+    total = len(history.steps)
+    expected = [0.4 + 0.5 * (0.04 - 0.4) * (1 + math.cos(math.pi * k / total)) for k in range(total)]
+    assert [wd for wd, _ in seen] == pytest.approx(expected)
+    assert [no_decay for _, no_decay in seen] == [0.0] * total
+    assert [row["weight_decay"] for row in history.steps] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="final_weight_decay must be >= 0"):
+        fit(
+            new_method(),
+            tiny_data(),
+            noisy_views,
+            config,
+            final_weight_decay=-1.0,
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_diverging_training_stops_with_a_clear_error():
@@ -160,6 +195,23 @@ def test_lars_matches_hand_computed_step():
     trust = 0.01 * 5 / g.norm()
     torch.testing.assert_close(w.data, torch.tensor([[3.0, 4.0]]) - 0.5 * trust * g)
     torch.testing.assert_close(b.data, torch.tensor([0.0]))
+
+
+@pytest.mark.parametrize("lr", [2.0, 0.5, 0.001])
+def test_lars_clip_caps_the_layer_rate_at_the_global_rate(lr):
+    """LARC clipping: the step is min(η‖w‖/‖g‖, lr)·g (first step, so momentum plays no part)."""
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))
+    opt = LARS([w], lr=lr, momentum=0.9, eta=0.02, clip=True)
+    w.grad = torch.tensor([[0.0, 0.1]])
+    opt.step()
+    layer_rate = 0.02 * 5 / 0.1  # = 1.0: used as is under lr = 2, capped at lr = 0.5 and 0.001
+    torch.testing.assert_close(w.data, torch.tensor([[3.0, 4.0 - min(layer_rate, lr) * 0.1]]))
+    opt = build_optimizer(
+        torch.nn.Linear(2, 2), "lars", lr=0.1, weight_decay=0.0, lars_eta=0.02, lars_clip=True
+    )
+    assert opt.param_groups[0]["eta"] == 0.02 and opt.param_groups[0]["clip"]
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        LARS([w], lr=0.1, eta=0.0)
 
 
 @pytest.mark.parametrize("name", ["sgd", "adamw", "lars"])

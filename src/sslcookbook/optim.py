@@ -14,14 +14,27 @@ class LARS(torch.optim.Optimizer):
     r"""SGD with momentum and layer-wise adaptive rate scaling (You et al., 2017).
 
     For each parameter tensor w with gradient g (weight decay λ folded in, g ← g + λw), the step is
-    scaled by the trust ratio :math:`\eta \lVert w\rVert / \lVert g\rVert` before momentum.
+    scaled by the trust ratio :math:`r = \eta \lVert w\rVert / \lVert g\rVert` before momentum, so a
+    layer moves by about :math:`\text{lr}\cdot\eta` of its own norm whatever its gradient's scale.
+    With ``clip=True`` (LARC's clipping, as solo-learn's CIFAR recipes use) the ratio is
+    :math:`\min(r / \text{lr}, 1)`: the layer's own rate :math:`r` is used, capped at the global lr.
     Groups with ``lars_exclude=True`` (biases, norm layers) take plain SGD steps, as in SimCLR.
     """
 
     def __init__(
-        self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.001,
+        clip: bool = False,
     ):
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False)
+        if eta <= 0:
+            raise ValueError(f"LARS eta must be > 0, got {eta}")
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip, lars_exclude=False
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -42,6 +55,8 @@ class LARS(torch.optim.Optimizer):
                     trust = torch.where(
                         (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
                     )
+                    if group["clip"]:
+                        trust = (trust / max(group["lr"], 1e-12)).clamp(max=1.0)  # lr = 0: no step anyway
                     g = g * trust
                 state = self.state[p]
                 if "momentum_buffer" not in state:
@@ -65,7 +80,13 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(
-    module: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9
+    module: nn.Module,
+    name: str,
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.9,
+    lars_eta: float = 0.001,
+    lars_clip: bool = False,
 ) -> torch.optim.Optimizer:
     """``sgd`` (Nesterov-free momentum), ``adamw`` or ``lars`` over ``param_groups(module)``."""
     groups = param_groups(module, weight_decay)
@@ -78,7 +99,7 @@ def build_optimizer(
             g.pop("lars_exclude", None)
         return torch.optim.AdamW(groups, lr=lr)
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum)
+        return LARS(groups, lr=lr, momentum=momentum, eta=lars_eta, clip=lars_clip)
     raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
 
 

@@ -169,7 +169,8 @@ _register_family_member(
     gpu={"temperature": 0.1, "projector_hidden_dim": 2048, "projector_dim": 128},
     gpu_train=_cifar_train("sgd", 0.25, 1e-4),
 )
-# NNCLR on CIFAR (as in solo-learn's reproduction): LARS lr 0.4, wd 1e-5, τ = 0.2, queue 65,536.
+# NNCLR on CIFAR (as in solo-learn's reproduction): LARS with η = 0.02 and LARC clipping, lr 0.4 ×
+# batch/256, wd 1e-5, τ = 0.2, queue 65,536.
 _register_family_member(
     "nnclr",
     "NNCLR: nearest neighbours from a support queue as positives (Dwibedi et al. 2021)",
@@ -183,7 +184,7 @@ _register_family_member(
         "projector_dim": 256,
         "predictor_hidden_dim": 4096,
     },
-    gpu_train=_cifar_train("lars", 0.4, 1e-5),
+    gpu_train=_cifar_train("lars", 0.8, 1e-5, lars_eta=0.02, lars_clip=True),
 )
 # MoCo v2 with the official CIFAR-10 demo's setting: SGD lr 0.06 at batch 512, wd 5e-4, momentum 0.99,
 # queue 4,096, τ = 0.1, 128-D keys.
@@ -240,7 +241,7 @@ def _distillation_smoke_train() -> TrainConfig:
     return _distillation_digits_train(epochs=3, warmup_epochs=1)
 
 
-# BYOL on CIFAR-10: LARS at 1.0 × batch/256 (solo-learn's CIFAR base rate), weight decay 1e-5,
+# BYOL on CIFAR-10: LARS (η = 0.02, LARC clipping) at 1.0 × batch/256 (solo-learn's CIFAR setting), wd 1e-5,
 # τ = 0.99 → 1 on a cosine (the paper's 0.996 suits its 1000-epoch runs), 4096/256 projector and
 # predictor, the asymmetric BYOL views.
 _BYOL_DIGITS_HEADS = {
@@ -275,7 +276,7 @@ register(
             "gpu": Setting(
                 data="cifar10",
                 backbone="resnet18_cifar",
-                train=_cifar_train("lars", 2.0, 1e-5),
+                train=_cifar_train("lars", 2.0, 1e-5, lars_eta=0.02, lars_clip=True),
                 views="byol",
                 method_kwargs={
                     "projector_hidden_dim": 4096,
@@ -323,8 +324,8 @@ register(
     )
 )
 
-# DINO on CIFAR-10: AdamW at 5e-4 × batch/256 with 10 warm-up epochs, weight decay 0.04 (the start of
-# the paper's 0.04 → 0.4 schedule; the trainer keeps it constant), gradient clipping at 3, prototypes
+# DINO on CIFAR-10: AdamW at 5e-4 × batch/256 with 10 warm-up epochs, weight decay 0.04 → 0.4 on a
+# cosine (the paper's schedule), gradient clipping at 3, prototypes
 # frozen for the first epoch, K = 4096, τ_s = 0.1, τ_t warmed up 0.04 → 0.07 over 30 epochs, teacher
 # momentum 0.996 → 1. Multi-crop: 2 global 32 px crops + 6 local 16 px crops.
 # On the 8×8 digits (smoke, cpu) multi-crop cannot shrink the crops: 4 digit views of the same size,
@@ -366,7 +367,7 @@ register(
             "gpu": Setting(
                 data="cifar10",
                 backbone="resnet18_cifar",
-                train=_cifar_train("adamw", 1e-3, 0.04, grad_clip=3.0),
+                train=_cifar_train("adamw", 1e-3, 0.04, final_weight_decay=0.4, grad_clip=3.0),
                 views="multicrop",
                 view_kwargs={"num_local": 6, "local_size": 16},
                 method_kwargs={

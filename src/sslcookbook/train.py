@@ -37,7 +37,10 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.1
     weight_decay: float = 1e-4
+    final_weight_decay: float | None = None  # cosine from weight_decay to this over training (DINO)
     momentum: float = 0.9
+    lars_eta: float = 0.001  # LARS trust coefficient (SimCLR, MoCo v3: 0.001; solo-learn's CIFAR: 0.02)
+    lars_clip: bool = False  # LARC clipping: a layer's rate is capped at the global lr
     warmup_epochs: float = 0.0
     final_lr: float = 0.0
     seed: int = 0
@@ -137,6 +140,8 @@ def fit(
     n = images.shape[0]
     if n < 2:
         raise ValueError(f"the dataset has {n} images: self-supervised training needs at least 2")
+    if config.final_weight_decay is not None and config.final_weight_decay < 0:
+        raise ValueError(f"final_weight_decay must be >= 0, got {config.final_weight_decay}")
     batch_size = min(config.batch_size, n)
     world, rank = distributed.world_size(), distributed.rank()
     if batch_size % world:
@@ -151,7 +156,17 @@ def fit(
 
     method.to(device)
     step_module = _data_parallel(method, device, config.sync_bn) if world > 1 else _Step(method)
-    optimizer = build_optimizer(method, config.optimizer, config.lr, config.weight_decay, config.momentum)
+    optimizer = build_optimizer(
+        method,
+        config.optimizer,
+        config.lr,
+        config.weight_decay,
+        config.momentum,
+        lars_eta=config.lars_eta,
+        lars_clip=config.lars_clip,
+    )
+    # Indices, not dicts: loading a checkpoint replaces the optimizer's param-group dicts.
+    decaying_groups = [i for i, group in enumerate(optimizer.param_groups) if group["weight_decay"] > 0]
     history, epoch, step_in_epoch = History(), 0, 0
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
     if ckpt_path is not None and resume and ckpt_path.exists():
@@ -200,6 +215,12 @@ def fit(
                 lr = warmup_cosine(global_step, total_steps, warmup_steps, config.lr, config.final_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                if config.final_weight_decay is not None:
+                    wd = warmup_cosine(
+                        global_step, total_steps, 0, config.weight_decay, config.final_weight_decay
+                    )
+                    for i in decaying_groups:
+                        optimizer.param_groups[i]["weight_decay"] = wd
                 start = step_in_epoch * batch_size + rank * local_batch
                 idx = order[start : start + local_batch]
                 view_seed = _seeded(config.seed, 1, global_step * world + rank, device)
@@ -221,6 +242,8 @@ def fit(
                     method.after_step((global_step + 1) / total_steps)
                 logged_loss = distributed.all_reduce_mean(loss.detach()).item()
                 row = {"epoch": epoch, "step": global_step, "lr": lr, "loss": logged_loss}
+                if config.final_weight_decay is not None:
+                    row["weight_decay"] = wd
                 row.update({k: _scalar(v) for k, v in out.items() if k != "loss"})
                 history.steps.append(row)
                 step_in_epoch += 1
