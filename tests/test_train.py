@@ -46,8 +46,27 @@ def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path):
     straight = new_method()
     h_straight = fit(straight, data, noisy_views, CONFIG, device="cpu", progress=False)
 
-    resumed = new_method()
-    fit(resumed, data, noisy_views, CONFIG, epochs=1, device="cpu", checkpoint_dir=tmp_path, progress=False)
+    # Stop at the first step of the second epoch (3 steps per epoch): the schedule stays the 2-epoch one.
+    calls = {"n": 0}
+
+    def stop_after_one_epoch(images, generator=None):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return noisy_views(images, generator)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            new_method(),
+            data,
+            stop_after_one_epoch,
+            CONFIG,
+            device="cpu",
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], len(state["history"]["epochs"])) == (1, 0, 1)
     resumed = new_method(seed=123)  # a fresh process would start from other weights: the checkpoint wins
     h_resumed = fit(resumed, data, noisy_views, CONFIG, device="cpu", checkpoint_dir=tmp_path, progress=False)
 
