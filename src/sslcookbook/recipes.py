@@ -110,8 +110,14 @@ def _register_family_member(
     gpu: dict,
     gpu_train: TrainConfig,
     cpu_train: TrainConfig | None = None,
+    smoke_train: TrainConfig | None = None,
+    digits_views: str = "simclr",
+    digits_view_kwargs: dict | None = None,
+    gpu_views: str = "simclr",
+    gpu_view_kwargs: dict | None = None,
 ) -> None:
     """Digits for smoke and cpu (small CNN), CIFAR-10 with the CIFAR ResNet-18 for gpu."""
+    digits = {"data": "digits", "views": digits_views, "view_kwargs": digits_view_kwargs or {}}
     register(
         Recipe(
             name=name,
@@ -119,18 +125,25 @@ def _register_family_member(
             method=method,
             settings={
                 "smoke": Setting(
-                    data="digits",
-                    train=_digits_train(epochs=3, batch_size=128, warmup_epochs=1),
+                    train=smoke_train or _digits_train(epochs=3, batch_size=128, warmup_epochs=1),
                     backbone_kwargs={"width": 16},
                     method_kwargs=smoke,
+                    **digits,
                 ),
                 "cpu": Setting(
-                    data="digits",
                     train=cpu_train or _digits_train(),
                     backbone_kwargs={"width": 32},
                     method_kwargs=cpu,
+                    **digits,
                 ),
-                "gpu": Setting(data="cifar10", backbone="resnet18_cifar", train=gpu_train, method_kwargs=gpu),
+                "gpu": Setting(
+                    data="cifar10",
+                    backbone="resnet18_cifar",
+                    train=gpu_train,
+                    method_kwargs=gpu,
+                    views=gpu_views,
+                    view_kwargs=gpu_view_kwargs or {},
+                ),
             },
         )
     )
@@ -250,138 +263,79 @@ _BYOL_DIGITS_HEADS = {
     "predictor_hidden_dim": 512,
     "base_momentum": 0.99,
 }
-register(
-    Recipe(
-        name="byol",
-        description="BYOL: predict a momentum target's projection, no negatives (Grill et al. 2020)",
-        method=BYOL,
-        settings={
-            "smoke": Setting(
-                data="digits",
-                # BYOL starts slower than SimSiam: with 128/64/128 heads and 3 epochs it was no better
-                # than a random encoder. The cpu heads and 10 epochs (~6 s) beat random init at probe@1
-                # on 5 of 6 seeds (seed 0: 0.59 vs 0.41); the notebook's check asserts it for seed 0.
-                train=_distillation_digits_train(epochs=10, warmup_epochs=1),
-                backbone_kwargs={"width": 16},
-                views="digits",
-                method_kwargs=_BYOL_DIGITS_HEADS,
-            ),
-            "cpu": Setting(
-                data="digits",
-                train=_distillation_digits_train(),
-                backbone_kwargs={"width": 32},
-                views="digits",
-                method_kwargs=_BYOL_DIGITS_HEADS,
-            ),
-            "gpu": Setting(
-                data="cifar10",
-                backbone="resnet18_cifar",
-                train=_cifar_train("lars", 2.0, 1e-5, lars_eta=0.02, lars_clip=True),
-                views="byol",
-                method_kwargs={
-                    "projector_hidden_dim": 4096,
-                    "projector_dim": 256,
-                    "predictor_hidden_dim": 4096,
-                    "base_momentum": 0.99,
-                },
-            ),
-        },
-    )
+_register_family_member(
+    "byol",
+    "BYOL: predict a momentum target's projection, no negatives (Grill et al. 2020)",
+    BYOL,
+    # BYOL starts slower than SimSiam: with 128/64/128 heads and 3 epochs it was no better than a
+    # random encoder. The cpu heads and 10 epochs (~6 s) beat random init at probe@1 on 5 of 6 seeds
+    # (seed 0: 0.59 vs 0.41); the notebook's check asserts it for seed 0.
+    smoke=_BYOL_DIGITS_HEADS,
+    smoke_train=_distillation_digits_train(epochs=10, warmup_epochs=1),
+    cpu=_BYOL_DIGITS_HEADS,
+    cpu_train=_distillation_digits_train(),
+    gpu={
+        "projector_hidden_dim": 4096,
+        "projector_dim": 256,
+        "predictor_hidden_dim": 4096,
+        "base_momentum": 0.99,
+    },
+    gpu_train=_cifar_train("lars", 2.0, 1e-5, lars_eta=0.02, lars_clip=True),
+    digits_views="digits",
+    gpu_views="byol",
 )
 
 # SimSiam's CIFAR-10 setting (Chen & He 2021, section on CIFAR): SGD, lr 0.03 × batch/256, weight decay
 # 5e-4, momentum 0.9, batch 512, projector 2048, predictor bottleneck 512; 200 epochs here (the paper
 # trains 800). MoCo v2's views: crop area 0.2–1, jitter (0.4, 0.4, 0.4, 0.1), no blur at 32 px.
-register(
-    Recipe(
-        name="simsiam",
-        description="SimSiam: predictor + stop-gradient, no momentum encoder (Chen & He 2021)",
-        method=SimSiam,
-        settings={
-            "smoke": Setting(
-                data="digits",
-                train=_distillation_smoke_train(),
-                backbone_kwargs={"width": 16},
-                views="digits",
-                method_kwargs={"projector_dim": 64, "predictor_hidden_dim": 16},
-            ),
-            "cpu": Setting(
-                data="digits",
-                train=_distillation_digits_train(epochs=60),
-                backbone_kwargs={"width": 32},
-                views="digits",
-                method_kwargs={"projector_dim": 256, "predictor_hidden_dim": 64},
-            ),
-            "gpu": Setting(
-                data="cifar10",
-                backbone="resnet18_cifar",
-                train=_cifar_train("sgd", 0.06, 5e-4, warmup_epochs=0),
-                views="simclr",
-                view_kwargs={"crop_scale": (0.2, 1.0), "color_strength": 0.5, "blur": False},
-                method_kwargs={"projector_dim": 2048, "predictor_hidden_dim": 512},
-            ),
-        },
-    )
+_register_family_member(
+    "simsiam",
+    "SimSiam: predictor + stop-gradient, no momentum encoder (Chen & He 2021)",
+    SimSiam,
+    smoke={"projector_dim": 64, "predictor_hidden_dim": 16},
+    smoke_train=_distillation_smoke_train(),
+    cpu={"projector_dim": 256, "predictor_hidden_dim": 64},
+    cpu_train=_distillation_digits_train(epochs=60),
+    gpu={"projector_dim": 2048, "predictor_hidden_dim": 512},
+    gpu_train=_cifar_train("sgd", 0.06, 5e-4, warmup_epochs=0),
+    digits_views="digits",
+    gpu_view_kwargs={"crop_scale": (0.2, 1.0), "color_strength": 0.5, "blur": False},
 )
 
 # DINO on CIFAR-10: AdamW at 5e-4 × batch/256 with 10 warm-up epochs, weight decay 0.04 → 0.4 on a
-# cosine (the paper's schedule), gradient clipping at 3, prototypes
-# frozen for the first epoch, K = 4096, τ_s = 0.1, τ_t warmed up 0.04 → 0.07 over 30 epochs, teacher
-# momentum 0.996 → 1. Multi-crop: 2 global 32 px crops + 6 local 16 px crops.
+# cosine (the paper's schedule), gradient clipping at 3, prototypes frozen for the first epoch,
+# K = 4096, τ_s = 0.1, τ_t warmed up 0.04 → 0.07 over 30 epochs, teacher momentum 0.996 → 1.
+# Multi-crop: 2 global 32 px crops + 6 local 16 px crops.
 # On the 8×8 digits (smoke, cpu) multi-crop cannot shrink the crops: 4 digit views of the same size,
 # the first 2 global (seen by the teacher), the other 2 playing the local crops.
-register(
-    Recipe(
-        name="dino",
-        description="DINO: self-distillation with a centred, sharpened momentum teacher (Caron et al. 2021)",
-        method=DINO,
-        settings={
-            "smoke": Setting(
-                data="digits",
-                train=_distillation_smoke_train(),
-                backbone_kwargs={"width": 16},
-                views="digits",
-                view_kwargs={"num_views": 4},
-                method_kwargs={
-                    "out_dim": 128,
-                    "hidden_dim": 128,
-                    "bottleneck_dim": 32,
-                    "base_momentum": 0.99,
-                    "batch_norm": True,
-                },
-            ),
-            "cpu": Setting(
-                data="digits",
-                train=_distillation_digits_train(epochs=30, grad_clip=3.0),
-                backbone_kwargs={"width": 32},
-                views="digits",
-                view_kwargs={"num_views": 4},
-                method_kwargs={
-                    "out_dim": 256,
-                    "hidden_dim": 512,
-                    "bottleneck_dim": 128,
-                    "base_momentum": 0.99,
-                    "batch_norm": True,
-                },
-            ),
-            "gpu": Setting(
-                data="cifar10",
-                backbone="resnet18_cifar",
-                train=_cifar_train("adamw", 1e-3, 0.04, final_weight_decay=0.4, grad_clip=3.0),
-                views="multicrop",
-                view_kwargs={"num_local": 6, "local_size": 16},
-                method_kwargs={
-                    "out_dim": 4096,
-                    "hidden_dim": 2048,
-                    "bottleneck_dim": 256,
-                    "student_temperature": 0.1,
-                    "teacher_temperature": 0.07,
-                    "warmup_teacher_temperature": 0.04,
-                    "teacher_temperature_warmup": 30 / 200,
-                    "base_momentum": 0.996,
-                    "freeze_prototypes": 1 / 200,
-                },
-            ),
-        },
-    )
+_register_family_member(
+    "dino",
+    "DINO: self-distillation with a centred, sharpened momentum teacher (Caron et al. 2021)",
+    DINO,
+    smoke={
+        "out_dim": 128,
+        "hidden_dim": 128,
+        "bottleneck_dim": 32,
+        "base_momentum": 0.99,
+        "batch_norm": True,
+    },
+    smoke_train=_distillation_smoke_train(),
+    cpu={"out_dim": 256, "hidden_dim": 512, "bottleneck_dim": 128, "base_momentum": 0.99, "batch_norm": True},
+    cpu_train=_distillation_digits_train(epochs=30, grad_clip=3.0),
+    gpu={
+        "out_dim": 4096,
+        "hidden_dim": 2048,
+        "bottleneck_dim": 256,
+        "student_temperature": 0.1,
+        "teacher_temperature": 0.07,
+        "warmup_teacher_temperature": 0.04,
+        "teacher_temperature_warmup": 30 / 200,
+        "base_momentum": 0.996,
+        "freeze_prototypes": 1 / 200,
+    },
+    gpu_train=_cifar_train("adamw", 1e-3, 0.04, final_weight_decay=0.4, grad_clip=3.0),
+    digits_views="digits",
+    digits_view_kwargs={"num_views": 4},
+    gpu_views="multicrop",
+    gpu_view_kwargs={"num_local": 6, "local_size": 16},
 )
