@@ -9,7 +9,6 @@ per-rank batch statistics differ from the global ones unless SyncBN is used.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_group import free_port, run_on_ranks
 from torch import nn
 
 from sslcookbook.losses import nt_xent
@@ -77,32 +76,21 @@ def loss_and_grads(case: str, v1, v2, gather: bool):
     return loss.detach(), [p.grad.clone() for p in encoder.parameters()]
 
 
-def _worker(rank: int, port: int, case: str, out: str):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        v1, v2 = make_batch()
-        half = slice(rank * B // WORLD, (rank + 1) * B // WORLD)
-        loss, grads = loss_and_grads(case, v1[half], v2[half], gather=True)
-        dist.all_reduce(loss)
-        for g in grads:
-            dist.all_reduce(g)
-        if rank == 0:
-            torch.save({"loss": loss / WORLD, "grads": [g / WORLD for g in grads]}, out)
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank: int, case: str, out: str):
+    v1, v2 = make_batch()
+    half = slice(rank * B // WORLD, (rank + 1) * B // WORLD)
+    loss, grads = loss_and_grads(case, v1[half], v2[half], gather=True)
+    dist.all_reduce(loss)
+    for g in grads:
+        dist.all_reduce(g)
+    if rank == 0:
+        torch.save({"loss": loss / WORLD, "grads": [g / WORLD for g in grads]}, out)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_two_ranks_on_half_batches_equal_one_process_on_the_batch(case, tmp_path):
     out = tmp_path / "ranks.pt"
-    mp.spawn(_worker, args=(free_port(), case, str(out)), nprocs=WORLD, join=True)
+    run_on_ranks(_worker, case, str(out), world=WORLD)
     distributed = torch.load(out)
     v1, v2 = make_batch()
     loss, grads = loss_and_grads(case, v1, v2, gather=False)

@@ -14,12 +14,9 @@ encoders and heads here have no BN (``batch_norm=False``), and everything runs i
 
 from __future__ import annotations
 
-import os
-import socket
-
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_group import run_on_ranks
 from torch import nn
 
 from sslcookbook.methods import BYOL, DINO
@@ -103,27 +100,16 @@ def one_step(case: str, part: slice, distributed: bool) -> dict:
     }
 
 
-def _worker(rank: int, port: int, out: str):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        half = slice(rank * B // WORLD, (rank + 1) * B // WORLD)
-        results = {case: one_step(case, half, distributed=True) for case in ("byol", "dino")}
-        if rank == 0:
-            torch.save(results, out)
-    finally:
-        dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank: int, out: str):
+    half = slice(rank * B // WORLD, (rank + 1) * B // WORLD)
+    results = {case: one_step(case, half, distributed=True) for case in ("byol", "dino")}
+    if rank == 0:
+        torch.save(results, out)
 
 
 def test_byol_and_dino_on_two_ranks_equal_one_process(tmp_path):
     out = tmp_path / "ranks.pt"
-    mp.spawn(_worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
+    run_on_ranks(_worker, str(out), world=WORLD)
     ranks = torch.load(out)
     for case in ("byol", "dino"):
         single = one_step(case, slice(0, B), distributed=False)

@@ -33,6 +33,19 @@ def new_method(seed=0):
     return SimCLR(SmallCNN(in_channels=1, width=8), projector_hidden_dim=16, projector_dim=8)
 
 
+def views_interrupted_at(call: int):
+    """``noisy_views`` that raise KeyboardInterrupt (Ctrl-C) on their ``call``-th call, i.e. at that step."""
+    calls = {"n": 0}
+
+    def views(images, generator=None):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return noisy_views(images, generator)
+
+    return views
+
+
 CONFIG = TrainConfig(epochs=2, batch_size=16, optimizer="sgd", lr=0.05, warmup_epochs=0.5, seed=3)
 
 
@@ -47,19 +60,11 @@ def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path):
     h_straight = fit(straight, data, noisy_views, CONFIG, device="cpu", progress=False)
 
     # Stop at the first step of the second epoch (3 steps per epoch): the schedule stays the 2-epoch one.
-    calls = {"n": 0}
-
-    def stop_after_one_epoch(images, generator=None):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return noisy_views(images, generator)
-
     with pytest.raises(KeyboardInterrupt):
         fit(
             new_method(),
             data,
-            stop_after_one_epoch,
+            views_interrupted_at(4),
             CONFIG,
             device="cpu",
             checkpoint_dir=tmp_path,
@@ -85,19 +90,11 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path, config):
     straight = new_method()
     fit(straight, data, noisy_views, config, device="cpu", progress=False)
 
-    calls = {"n": 0}
-
-    def interrupting_views(images, generator=None):
-        calls["n"] += 1
-        if calls["n"] == 5:  # in the middle of the second epoch (3 steps per epoch)
-            raise KeyboardInterrupt
-        return noisy_views(images, generator)
-
     with pytest.raises(KeyboardInterrupt):
         fit(
             new_method(),
             data,
-            interrupting_views,
+            views_interrupted_at(5),  # in the middle of the second epoch (3 steps per epoch)
             config,
             device="cpu",
             checkpoint_dir=tmp_path,
