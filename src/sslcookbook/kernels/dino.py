@@ -99,12 +99,10 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from . import triton_available
+from . import resolve_backend, triton_available
 
 __all__ = ["dino_loss", "dino_loss_reference"]
 
-_BACKENDS = ("auto", "triton", "torch")
-_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _LOG2E = math.log2(math.e)
 
 if triton_available():
@@ -447,31 +445,7 @@ def _check_finite(loss: torch.Tensor, student, teacher, center) -> None:
 
 
 def _resolve_backend(backend: str, student, teacher, center) -> str:
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    if backend == "torch":
-        return "torch"
-    dtypes_ok = all(t.dtype in _KERNEL_DTYPES for t in (student, teacher, center))
-    if backend == "auto":
-        return "triton" if student.is_cuda and triton_available() and dtypes_ok else "torch"
-    if not triton_available():
-        raise RuntimeError("backend='triton' needs the triton package, which cannot be imported here")
-    if not student.is_cuda and not _INTERPRETED:
-        raise RuntimeError(
-            "backend='triton' on CPU tensors needs the Triton interpreter: set the environment variable "
-            "TRITON_INTERPRET=1 before sslcookbook.kernels.dino is imported, or use backend='torch'"
-        )
-    if not dtypes_ok:
-        raise TypeError(
-            "the Triton kernel supports float32, float16 and bfloat16, got "
-            f"{student.dtype}, {teacher.dtype}, {center.dtype}; use backend='torch' for other dtypes"
-        )
-    if _INTERPRETED and torch.bfloat16 in (student.dtype, teacher.dtype, center.dtype):
-        raise TypeError(
-            "the Triton interpreter does not support bfloat16; use float16/float32, backend='torch', "
-            "or run on a GPU"
-        )
-    return "triton"
+    return resolve_backend(backend, (student, teacher, center), _INTERPRETED, "dino")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from . import triton_available
+from . import resolve_backend, triton_available
 
 __all__ = [
     "info_nce",
@@ -94,8 +94,6 @@ __all__ = [
     "nt_xent_reference",
 ]
 
-_BACKENDS = ("auto", "triton", "torch")
-_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MAX_ROW_BYTES = 2048  # BLOCK_D * element size; see _tile_config
 _LOG2E = math.log2(math.e)
 _FP16_TILE_SCALE = 2.0**15  # g·P ≤ 1 is multiplied by this before the cast to fp16 (max 65504)
@@ -516,36 +514,15 @@ def _check_labels(labels, n_query: int, n_keys: int, device: torch.device) -> to
 
 def _resolve_backend(backend: str, x: torch.Tensor) -> str:
     """'triton' or 'torch' for embeddings like ``x`` (already checked: 2-D floating point)."""
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    if backend == "torch":
-        return "torch"
-    row_bytes = _block_d(x.shape[1]) * x.element_size()
-    if backend == "auto":
-        usable = (
-            x.is_cuda and triton_available() and x.dtype in _KERNEL_DTYPES and row_bytes <= _MAX_ROW_BYTES
-        )
-        return "triton" if usable else "torch"
-    if not triton_available():
-        raise RuntimeError("backend='triton' needs the triton package, which cannot be imported here")
-    if not x.is_cuda and not _INTERPRETED:
-        raise RuntimeError(
-            "backend='triton' on CPU tensors needs the Triton interpreter: set the environment variable "
-            "TRITON_INTERPRET=1 before sslcookbook.kernels.infonce is imported, or use backend='torch'"
-        )
-    if x.dtype not in _KERNEL_DTYPES:
-        raise TypeError(f"the Triton kernel supports float32, float16 and bfloat16, got {x.dtype}")
-    if x.dtype == torch.bfloat16 and _INTERPRETED:
-        raise TypeError(
-            "the Triton interpreter does not support bfloat16; use float16/float32, "
-            "backend='torch', or run on a GPU"
-        )
-    if row_bytes > _MAX_ROW_BYTES:
+    choice = resolve_backend(backend, (x,), _INTERPRETED, "infonce")
+    if choice == "triton" and _block_d(x.shape[1]) * x.element_size() > _MAX_ROW_BYTES:
+        if backend == "auto":
+            return "torch"
         raise ValueError(
             f"D={x.shape[1]} in {x.dtype} is too wide for the kernel (at most {_MAX_ROW_BYTES} bytes per "
             "padded row: D ≤ 1024 in 16-bit, D ≤ 512 in fp32); use backend='torch' or 'auto'"
         )
-    return "triton"
+    return choice
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
