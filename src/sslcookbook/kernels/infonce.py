@@ -104,6 +104,18 @@ if triton_available():
     from triton.runtime.errors import OutOfResources
 
     @triton.jit
+    def _load_rows(ptr, rows, row_ok, stride, feats, feat_ok):
+        """The [len(rows), BLOCK_D] tile of a row-major matrix; rows and features out of range read 0."""
+        offsets = rows.to(tl.int64)[:, None] * stride + feats[None, :]
+        return tl.load(ptr + offsets, mask=row_ok[:, None] & feat_ok[None, :], other=0.0)
+
+    @triton.jit
+    def _store_rows(ptr, rows, row_ok, stride, feats, feat_ok, tile):
+        """Write ``tile`` into the given rows of a row-major matrix, skipping out-of-range entries."""
+        offsets = rows.to(tl.int64)[:, None] * stride + feats[None, :]
+        tl.store(ptr + offsets, tile, mask=row_ok[:, None] & feat_ok[None, :])
+
+    @triton.jit
     def _row_lse_fwd_kernel(
         Q,
         K,
@@ -125,11 +137,7 @@ if triton_available():
         feats = tl.arange(0, BLOCK_D)
         row_ok = rows < n_rows
         feat_ok = feats < dim
-        q = tl.load(
-            Q + rows.to(tl.int64)[:, None] * stride_q + feats[None, :],
-            mask=row_ok[:, None] & feat_ok[None, :],
-            other=0.0,
-        )
+        q = _load_rows(Q, rows, row_ok, stride_q, feats, feat_ok)
         # A finite floor instead of -inf: a row whose first tile is fully masked must not compute
         # exp2(-inf - -inf) = nan in the rescaling factor below.
         row_max = tl.full([BLOCK_OUT], -1.0e30, dtype=tl.float32)
@@ -137,11 +145,7 @@ if triton_available():
         for start in range(0, n_cols, BLOCK_LOOP):
             cols = start + tl.arange(0, BLOCK_LOOP)
             col_ok = cols < n_cols
-            k = tl.load(
-                K + cols.to(tl.int64)[:, None] * stride_k + feats[None, :],
-                mask=col_ok[:, None] & feat_ok[None, :],
-                other=0.0,
-            )
+            k = _load_rows(K, cols, col_ok, stride_k, feats, feat_ok)
             s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale_log2
             keep = col_ok[None, :]
             if MASK_SELF:
@@ -181,22 +185,14 @@ if triton_available():
         feats = tl.arange(0, BLOCK_D)
         row_ok = rows < n_rows
         feat_ok = feats < dim
-        q = tl.load(
-            Q + rows.to(tl.int64)[:, None] * stride_q + feats[None, :],
-            mask=row_ok[:, None] & feat_ok[None, :],
-            other=0.0,
-        )
+        q = _load_rows(Q, rows, row_ok, stride_q, feats, feat_ok)
         lse2 = tl.load(LSE + rows, mask=row_ok, other=0.0) * 1.4426950408889634  # · log2(e)
         w = tl.load(W + rows, mask=row_ok, other=0.0) * tile_scale
         acc = tl.zeros([BLOCK_OUT, BLOCK_D], dtype=tl.float32)
         for start in range(0, n_cols, BLOCK_LOOP):
             cols = start + tl.arange(0, BLOCK_LOOP)
             col_ok = cols < n_cols
-            k = tl.load(
-                K + cols.to(tl.int64)[:, None] * stride_k + feats[None, :],
-                mask=col_ok[:, None] & feat_ok[None, :],
-                other=0.0,
-            )
+            k = _load_rows(K, cols, col_ok, stride_k, feats, feat_ok)
             s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale_log2
             keep = col_ok[None, :]
             if MASK_SELF:
@@ -205,11 +201,7 @@ if triton_available():
             g = p * w[:, None]
             acc = tl.dot(g.to(k.dtype), k, acc, input_precision=DOT_PRECISION)
         acc = acc * (out_scale * tl.load(G_MAX))
-        tl.store(
-            DQ + rows.to(tl.int64)[:, None] * stride_dq + feats[None, :],
-            acc.to(DQ.dtype.element_ty),
-            mask=row_ok[:, None] & feat_ok[None, :],
-        )
+        _store_rows(DQ, rows, row_ok, stride_dq, feats, feat_ok, acc.to(DQ.dtype.element_ty))
 
     @triton.jit
     def _row_lse_bwd_dk_kernel(
@@ -239,20 +231,12 @@ if triton_available():
         feats = tl.arange(0, BLOCK_D)
         col_ok = cols < n_cols
         feat_ok = feats < dim
-        k = tl.load(
-            K + cols.to(tl.int64)[:, None] * stride_k + feats[None, :],
-            mask=col_ok[:, None] & feat_ok[None, :],
-            other=0.0,
-        )
+        k = _load_rows(K, cols, col_ok, stride_k, feats, feat_ok)
         acc = tl.zeros([BLOCK_OUT, BLOCK_D], dtype=tl.float32)
         for start in range(0, n_rows, BLOCK_LOOP):
             rows = start + tl.arange(0, BLOCK_LOOP)
             row_ok = rows < n_rows
-            q = tl.load(
-                Q + rows.to(tl.int64)[:, None] * stride_q + feats[None, :],
-                mask=row_ok[:, None] & feat_ok[None, :],
-                other=0.0,
-            )
+            q = _load_rows(Q, rows, row_ok, stride_q, feats, feat_ok)
             lse2 = tl.load(LSE + rows, mask=row_ok, other=0.0) * 1.4426950408889634
             w = tl.load(W + rows, mask=row_ok, other=0.0) * tile_scale
             # Transposed tile: s_t[j, i] = s[i, j], so the softmax statistics run along axis 1.
@@ -264,11 +248,7 @@ if triton_available():
             g_t = p_t * w[None, :]
             acc = tl.dot(g_t.to(q.dtype), q, acc, input_precision=DOT_PRECISION)
         acc = acc * (out_scale * tl.load(G_MAX))
-        tl.store(
-            DK + cols.to(tl.int64)[:, None] * stride_dk + feats[None, :],
-            acc.to(DK.dtype.element_ty),
-            mask=col_ok[:, None] & feat_ok[None, :],
-        )
+        _store_rows(DK, cols, col_ok, stride_dk, feats, feat_ok, acc.to(DK.dtype.element_ty))
 
     # The interpreter is chosen when @triton.jit runs, i.e. when this module is imported.
     _INTERPRETED = type(_row_lse_fwd_kernel).__name__ == "InterpretedFunction"
