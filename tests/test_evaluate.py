@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from sslcookbook.evaluate import (
+    DEFAULT_PROBE_MAX_ITER,
     alignment,
     compare_baselines,
     embed,
@@ -114,6 +115,17 @@ def test_more_labels_not_worse_on_average():
     assert scores["1"] <= scores["10"] + 0.02 <= scores["all"] + 0.04
     assert scores["all"] > 0.8
     assert linear_probe(train_x, train_y, test_x, test_y, "all") == scores["all"]
+
+
+def test_probe_max_iter_bounds_the_lbfgs_iterations():
+    train_x, train_y, test_x, test_y = _blobs(100, 60, 6, 20, spread=0.35, seed=5)
+    one_step = linear_probe(train_x, train_y, test_x, test_y, max_iter=1)
+    converged = linear_probe(train_x, train_y, test_x, test_y, max_iter=DEFAULT_PROBE_MAX_ITER)
+    assert one_step < converged == linear_probe(train_x, train_y, test_x, test_y)
+    with pytest.raises(ValueError, match="max_iter"):
+        linear_probe(train_x, train_y, test_x, test_y, max_iter=0)
+    with pytest.raises(TypeError, match="epochs"):  # the old name, which counted no epochs, is gone
+        linear_probe(train_x, train_y, test_x, test_y, epochs=10)
 
 
 def test_few_shot_indices_exact_and_deterministic():
