@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from sslcookbook import augment as A
+from sslcookbook.augment._sampling import apply_where
+from sslcookbook.augment.filters import _separable_blur
+from sslcookbook.augment.geometry import _affine_grid
 
 CUDA = torch.cuda.is_available()
 
@@ -159,8 +162,6 @@ def test_crop_area_is_spread_over_the_scale_range():
 
 
 def test_affine_grid_matches_torch():
-    from sslcookbook.augment.ops import _affine_grid
-
     theta = torch.randn(5, 2, 3, generator=gen())
     for height, width in [(7, 11), (1, 4), (16, 16)]:
         expected = F.affine_grid(theta, [5, 1, height, width], align_corners=False)
@@ -313,8 +314,6 @@ def test_blur_matches_torchvision_for_a_fixed_sigma():
 
 
 def test_blur_methods_agree():
-    from sslcookbook.augment.ops import _separable_blur
-
     x = images(5, 3, 11, 9)
     kernel = torch.rand(5, 7, generator=gen())
     kernel = kernel / kernel.sum(dim=1, keepdim=True)
@@ -492,11 +491,9 @@ def test_presets_on_cuda_are_seeded_and_match_cpu_ranges():
         for va, vb in zip(a, b):
             assert va.is_cuda and torch.equal(va, vb) and va.min() >= 0 and va.max() <= 1
     # The CUDA path (adjust all, then select) and the CPU path (gather the subset) agree.
-    from sslcookbook.augment.ops import _apply_where
-
     y, shift, mask = images(16, 3), torch.rand(16) - 0.5, torch.rand(16) < 0.5
-    cpu = _apply_where(y, mask, A.adjust_hue, shift)
-    cuda = _apply_where(y.cuda(), mask.cuda(), A.adjust_hue, shift.cuda())
+    cpu = apply_where(y, mask, A.adjust_hue, shift)
+    cuda = apply_where(y.cuda(), mask.cuda(), A.adjust_hue, shift.cuda())
     torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-5, rtol=0)
 
 

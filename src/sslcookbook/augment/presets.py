@@ -23,18 +23,10 @@ from functools import partial
 
 import torch
 
-from .ops import (
-    color_jitter,
-    gaussian_blur,
-    gaussian_noise,
-    grayscale,
-    horizontal_flip,
-    normalize,
-    random_affine,
-    random_resized_crop,
-    solarize,
-    to_float,
-)
+from .colour import color_jitter, grayscale, solarize
+from .convert import normalize, to_float
+from .filters import gaussian_blur, gaussian_noise
+from .geometry import horizontal_flip, random_affine, random_resized_crop
 
 Tensor = torch.Tensor
 Size = int | tuple[int, int]
