@@ -433,7 +433,7 @@ def test_strength_zero_gives_identity_views_and_strength_changes_views():
 
 
 def test_preset_registry():
-    digits = A.preset("simclr", (1, 8, 8))
+    digits = A.preset("digits", (1, 8, 8))
     x = torch.randint(0, 17, (10, 1, 8, 8), dtype=torch.uint8) * 15
     views = digits(x, generator=gen())
     assert digits.num_views == 2 and [v.shape for v in views] == [(10, 1, 8, 8)] * 2
@@ -444,8 +444,35 @@ def test_preset_registry():
     assert A.preset("digits", (1, 28, 28), strength=0.5).num_views == 2
     with pytest.raises(ValueError, match="simclr, byol, multicrop, digits"):
         A.preset("mocov9", (3, 32, 32))
-    with pytest.raises(ValueError, match="'digits'"):
-        A.preset("multicrop", (1, 8, 8))
+    for name in ("simclr", "byol", "multicrop"):  # presets build what they name, or say which fits
+        for shape in ((1, 8, 8), (1, 28, 28), (3, 8, 8)):
+            with pytest.raises(ValueError, match="use preset 'digits' for 1-channel images"):
+                A.preset(name, shape)
+
+
+def test_digits_preset_gives_the_views_small_images_got_from_simclr_before_presets_were_explicit():
+    # preset("simclr" or "byol", (1, 8, 8)) used to return these views silently; recipes that now name
+    # "digits" must get the same ops, parameters and random draws, so the same views bit for bit.
+    old = A.MultiView(
+        [
+            A.ViewPipeline(
+                [
+                    partial(A.random_affine, degrees=15.0, translate=0.1, scale=(0.9, 1.1)),
+                    partial(A.random_resized_crop, size=8, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3)),
+                    partial(A.color_jitter, brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0, p=0.8),
+                    partial(A.gaussian_noise, std=0.05),
+                ]
+            )
+        ]
+        * 2
+    )
+    new = A.preset("digits", (1, 8, 8))
+    assert repr(new) == repr(old)
+    x = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=gen(1))
+    old_generator, new_generator = gen(5), gen(5)
+    for old_view, new_view in zip(old(x, old_generator), new(x, new_generator), strict=True):
+        assert torch.equal(old_view, new_view)
+    assert torch.equal(old_generator.get_state(), new_generator.get_state())
 
 
 def test_byol_views_are_asymmetric():

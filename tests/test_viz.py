@@ -36,7 +36,7 @@ def test_show_views_stacks_multicrop_views_of_different_sizes():
 
 def test_show_views_resizes_originals_to_the_view_size():
     digits = data.load("digits", "train")
-    views = augment.preset("simclr", digits.image_shape, size=16)
+    views = augment.preset("digits", digits.image_shape, size=16)
     fig = viz.show_views(digits.images, views, n=3)
     assert _titles(fig) == ["original"] * 3 + ["view 1"] * 3 + ["view 2"] * 3
     assert {ax.images[0].get_array().shape[:2] for ax in fig.axes} == {(16, 16)}

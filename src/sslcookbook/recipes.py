@@ -111,7 +111,7 @@ def _register_family_member(
     gpu_train: TrainConfig,
     cpu_train: TrainConfig | None = None,
     smoke_train: TrainConfig | None = None,
-    digits_views: str = "simclr",
+    digits_views: str = "digits",
     digits_view_kwargs: dict | None = None,
     gpu_views: str = "simclr",
     gpu_view_kwargs: dict | None = None,

@@ -8,8 +8,11 @@ returns a list of independently augmented views of the same images. Presets:
 - ``byol`` (Grill et al., 2020): the asymmetric pair (blur 1.0 / 0.1, solarize 0.0 / 0.2), also
   used by Barlow Twins and VICReg.
 - ``multicrop`` (Caron et al., 2020/2021): two BYOL-style global crops plus small local crops.
-- ``digits_views``: affine + mild crop + brightness/contrast + noise for tiny grayscale images
-  (8×8 scikit-learn digits); no flips, which would change a digit's identity.
+- ``digits`` (``digits_views``): affine + mild crop + brightness/contrast + noise for tiny grayscale
+  images (8×8 scikit-learn digits); no flips, which would change a digit's identity.
+
+``preset(name, image_shape)`` builds the preset a recipe names; the crop-and-colour presets refuse
+grayscale or sub-16 px images and point to ``digits``.
 
 ``strength`` is one dial for notebooks: 1 is the paper's recipe, 0 gives (nearly) identity views,
 values above 1 strengthen the colour distortion further (geometry and probabilities stay capped).
@@ -275,16 +278,19 @@ def digits_views(strength: float = 1.0, size: Size | None = None, num_views: int
 
 
 PRESETS = ("simclr", "byol", "multicrop", "digits")
+#: The smallest image side at which the crop-and-colour presets (simclr, byol, multicrop) make sense.
+MIN_CROP_COLOUR_SIDE = 16
 
 
 def preset(name: str, image_shape: Sequence[int], strength: float = 1.0, **kwargs) -> MultiView:
     """The views of preset ``name`` for images of ``image_shape`` = (C, H, W) (or (B, C, H, W)).
 
-    ``"simclr"`` and ``"byol"`` give their recipe for RGB images of side >= 16 px, and
-    ``digits_views`` (affine/intensity views) for grayscale or tinier images, where crops, flips and
-    colour would destroy the content. ``"multicrop"`` needs RGB images >= 16 px; ``"digits"`` always
-    gives ``digits_views``. Views keep the input's height and width unless ``size`` is given;
-    ``kwargs`` go to the builder.
+    Each preset builds what its name says. ``"simclr"``, ``"byol"`` and ``"multicrop"`` are their
+    papers' crop-and-colour recipes, for RGB images of side >= 16 px; for grayscale or smaller images,
+    where crops, flips and colour jitter would destroy the content, they raise a ValueError that
+    points to ``"digits"``: ``digits_views`` (affine and intensity views), for images of any channel
+    count and size, such as the 8×8 digits. Views keep the input's height and width unless ``size``
+    is given; ``kwargs`` go to the builder.
     """
     if name not in PRESETS:
         raise ValueError(f"unknown view preset {name!r}: choose one of {', '.join(PRESETS)}")
@@ -295,13 +301,14 @@ def preset(name: str, image_shape: Sequence[int], strength: float = 1.0, **kwarg
         raise ValueError(f"preset: image_shape must be (C, H, W), got {tuple(image_shape)}")
     channels, height, width = shape
     size: Size = kwargs.pop("size", height if height == width else (height, width))
-    small = channels != 3 or min(height, width) < 16
-    if name == "digits" or (small and name in ("simclr", "byol")):
+    if name == "digits":
         return digits_views(strength, size=size, **kwargs)
-    if small:
+    if channels != 3 or min(height, width) < MIN_CROP_COLOUR_SIDE:
         raise ValueError(
-            f"preset {name!r} needs RGB images of at least 16×16 px, got {channels}×{height}×{width}; "
-            "use 'digits' for small grayscale images"
+            f"preset {name!r} is for RGB images of at least {MIN_CROP_COLOUR_SIDE}×{MIN_CROP_COLOUR_SIDE} "
+            f"px, got {channels}×{height}×{width}: use preset 'digits' for 1-channel images or images "
+            f"smaller than {MIN_CROP_COLOUR_SIDE} px (affine and intensity views; crops, flips and colour "
+            "jitter would destroy them)"
         )
     builder = {"simclr": simclr, "byol": byol, "multicrop": multicrop}[name]
     return builder(size, strength=strength, **kwargs)
