@@ -1,4 +1,4 @@
-"""Tests for sslcookbook.data: built-in sets, torchvision sets on fake files, ImageFolder trees, batching."""
+"""Tests for sslcookbook.data: built-in sets, torchvision sets on fake files, ImageFolder trees."""
 
 from __future__ import annotations
 
@@ -16,20 +16,11 @@ from sslcookbook.data import (
     SHAPE_CLASSES,
     ImageDataset,
     available,
-    batches,
     default_root,
     load,
     make_shapes,
-    num_batches,
 )
 from sslcookbook.data.digits import load_digits_split
-
-
-def small_dataset(n: int = 20, num_classes: int = 4) -> ImageDataset:
-    images = torch.arange(n * 3 * 2 * 2, dtype=torch.int64).remainder(256).to(torch.uint8).view(n, 3, 2, 2)
-    labels = torch.arange(n) % num_classes
-    return ImageDataset(images, labels, [f"c{i}" for i in range(num_classes)], "small")
-
 
 # ---------------------------------------------------------------- ImageDataset
 
@@ -450,56 +441,3 @@ def test_folder_corrupt_image_names_the_file(tmp_path):
     assert not (tmp_path / "cache" / "folder-cache").exists() or not any(
         (tmp_path / "cache" / "folder-cache").iterdir()
     )
-
-
-# ---------------------------------------------------------------- batches
-
-
-def test_batches_deterministic_given_generator():
-    ds = small_dataset(20)
-    run = lambda seed: [b for b in batches(ds, 6, generator=torch.Generator().manual_seed(seed))]
-    first, again, other = run(0), run(0), run(1)
-    assert len(first) == num_batches(ds, 6) == 3
-    for (xa, ya), (xb, yb) in zip(first, again):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    assert not all(torch.equal(ya, yb) for (_, ya), (_, yb) in zip(first, other))
-
-
-def test_batches_cover_each_item_once_and_match_dataset():
-    ds = small_dataset(20)
-    out = list(batches(ds, 6, drop_last=False, generator=torch.Generator().manual_seed(3)))
-    assert [len(y) for _, y in out] == [6, 6, 6, 2] and num_batches(ds, 6, drop_last=False) == 4
-    images = torch.cat([x for x, _ in out])
-    labels = torch.cat([y for _, y in out])
-    # Recover each item's index from its pixels and check image/label pairs were kept together.
-    flat = ds.images.flatten(1)
-    index = torch.stack([(flat == row).all(1).nonzero()[0, 0] for row in images.flatten(1)])
-    assert sorted(index.tolist()) == list(range(20))
-    assert torch.equal(labels, ds.labels[index])
-    assert images.dtype == torch.uint8 and labels.dtype == torch.int64
-    ordered = list(batches(ds, 5, shuffle=False))
-    assert torch.equal(torch.cat([x for x, _ in ordered]), ds.images)
-    ordered[0][0].zero_()  # batches are copies: editing one leaves the data set intact
-    assert ds.images[:5].any()
-
-
-def test_batches_device_placement_and_cache():
-    ds = small_dataset(12)
-    x, y = next(iter(batches(ds, 4, device="cpu")))
-    assert x.device.type == "cpu" and y.device.type == "cpu" and x.shape == (4, 3, 2, 2)
-    # "meta" stands in for an accelerator: the data set is copied there once and reused.
-    x, y = next(iter(batches(ds, 4, device="meta")))
-    assert x.device.type == "meta" and y.device.type == "meta"
-    assert ds.device_tensors("meta")[0] is ds.device_tensors("meta")[0]
-    assert ds.device_tensors("cpu")[0] is ds.images
-
-
-def test_batches_bad_arguments():
-    ds = small_dataset(10)
-    with pytest.raises(ValueError, match="larger than the data set.*drop_last=False"):
-        batches(ds, 11)
-    with pytest.raises(ValueError, match="positive int"):
-        batches(ds, 0)
-    with pytest.raises(TypeError, match="ImageDataset"):
-        batches((ds.images, ds.labels), 2)
-    assert num_batches(10, 3) == 3 and num_batches(10, 3, drop_last=False) == 4

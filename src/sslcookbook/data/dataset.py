@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,7 +30,6 @@ class ImageDataset(Dataset):
     labels: torch.Tensor
     classes: list[str]
     name: str = "dataset"
-    _device_cache: dict = field(default_factory=dict, init=False, compare=False)
 
     def __post_init__(self) -> None:
         images = _as_tensor(self.images, "images")
@@ -132,16 +131,3 @@ class ImageDataset(Dataset):
             list(self.classes),
             f"{self.name}[subset {n}, seed {seed}]",
         )
-
-    def device_tensors(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(images, labels)`` on ``device`` (default: where they live), copied there once and cached."""
-        device = self.images.device if device is None else torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if device == self.images.device:
-            return self.images, self.labels
-        cached = self._device_cache.get(device)
-        if cached is None:
-            cached = (self.images.to(device), self.labels.to(device))
-            self._device_cache[device] = cached
-        return cached
