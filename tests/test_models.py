@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sslcookbook.models import SmallCNN, build_backbone, projector_mlp, resnet18_cifar
+from sslcookbook.models import SmallCNN, build_backbone, mlp, resnet18_cifar
 
 
 @pytest.mark.parametrize("channels,size", [(1, 8), (3, 32), (3, 17)])
@@ -30,7 +30,7 @@ def test_resnet18_cifar_keeps_resolution_in_the_stem():
 
 
 def test_projector_and_registry():
-    head = projector_mlp(32, 64, 16)
+    head = mlp(32, 64, 16)
     assert head(torch.randn(4, 32)).shape == (4, 16)
     with pytest.raises(ValueError, match="choose one of"):
         build_backbone("vgg", 3)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..losses import MemoryQueue, dcl, nnclr_loss, nt_xent, supcon
-from ..models import mlp, projector_mlp
+from ..models import mlp
 from .base import SSLMethod
 
 
@@ -138,4 +138,4 @@ class NNCLR(_TwoViewProjection):
         return {"loss": loss}
 
 
-__all__ = ["DCL", "NNCLR", "SimCLR", "SupCon", "projector_mlp"]
+__all__ = ["DCL", "NNCLR", "SimCLR", "SupCon"]

@@ -1,6 +1,6 @@
 """Backbones and heads."""
 
 from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar
-from .heads import mlp, projector_mlp
+from .heads import mlp
 
-__all__ = ["BACKBONES", "SmallCNN", "build_backbone", "mlp", "projector_mlp", "resnet18_cifar"]
+__all__ = ["BACKBONES", "SmallCNN", "build_backbone", "mlp", "resnet18_cifar"]

@@ -29,9 +29,3 @@ def mlp(
         layers.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*layers)
 
-
-def projector_mlp(
-    in_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 2
-) -> nn.Sequential:
-    """The SimCLR projector g(·): a ``num_layers`` MLP with BN and ReLU (Chen et al. 2020)."""
-    return mlp(in_dim, hidden_dim, out_dim, num_layers=num_layers, batch_norm=True)
