@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+from urllib.error import URLError
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.datasets import load_digits
 
 import sslcookbook.data.folder as folder_module
 from sslcookbook.data import (
@@ -21,6 +23,7 @@ from sslcookbook.data import (
     make_shapes,
 )
 from sslcookbook.data.digits import load_digits_split
+from sslcookbook.data.shapes import _rasterise
 
 # ---------------------------------------------------------------- ImageDataset
 
@@ -136,8 +139,6 @@ def test_digits_sizes_dtypes_and_range():
 
 
 def test_digits_split_is_deterministic_and_a_partition():
-    from sklearn.datasets import load_digits
-
     first, again = load_digits_split("train"), load_digits_split("train")
     assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
     test = load_digits_split("test")
@@ -185,8 +186,6 @@ def test_shapes_labels_balanced_and_colour_carries_no_label():
 
 def test_shapes_rasteriser_geometry():
     """Noise-free white shapes on black, centred, unrotated, at half scale: areas and distinctness."""
-    from sslcookbook.data.shapes import _rasterise
-
     k, size = len(SHAPE_CLASSES), 64
     zeros, ones = torch.zeros(k), torch.ones(k)
     params = {
@@ -276,8 +275,6 @@ def test_cifar_corrupted_files_give_clear_error(tmp_path):
 
 
 def test_failed_download_gives_clear_error(tmp_path, monkeypatch):
-    from urllib.error import URLError
-
     def offline(*args, **kwargs):
         raise URLError("no network")
 
