@@ -28,4 +28,3 @@ def mlp(
     if last_batch_norm:
         layers.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*layers)
-
