@@ -1,8 +1,7 @@
 """Geometric ops: random resized crop, random affine, horizontal flip.
 
-Crops and affine maps are continuous (sub-pixel), resampled with one bilinear ``grid_sample`` for the
-whole batch, without antialiasing (torchvision's crop resizes with antialiasing: parity is
-distribution-level, not bitwise).
+Unlike torchvision (parity is distribution-level, not bitwise), crops are continuous boxes (sub-pixel),
+resampled bilinearly without antialiasing; every op warps the whole batch with one ``grid_sample``.
 """
 
 from __future__ import annotations
