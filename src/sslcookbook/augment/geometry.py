@@ -1,7 +1,7 @@
 """Geometric ops: random resized crop, random affine, horizontal flip.
 
 Unlike torchvision (parity is distribution-level, not bitwise), crops are continuous boxes (sub-pixel),
-resampled bilinearly without antialiasing; every op warps the whole batch with one ``grid_sample``.
+resampled bilinearly without antialiasing; crop and affine warp the whole batch with one ``grid_sample``.
 """
 
 from __future__ import annotations
