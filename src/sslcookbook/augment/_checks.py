@@ -51,6 +51,16 @@ def check_probability(p: float, op: str) -> float:
     return p
 
 
+def check_random_op(
+    x: object, generator: torch.Generator | None, op: str, p: float = 1.0, color: bool = False
+) -> float:
+    """The checks every random op starts with: float images B×C×H×W (1 or 3 channels if ``color``), a
+    generator on their device, and the probability ``p`` of applying the op; returns ``p`` as a float."""
+    check_images(x, op, color=color)
+    check_generator(generator, x, op)
+    return check_probability(p, op)
+
+
 def as_range(value: float | Sequence[float], name: str, op: str) -> tuple[float, float]:
     """``(low, high)`` from a pair, validated."""
     if isinstance(value, (int, float)):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._checks import as_range, check_generator, check_images, check_probability, per_sample
+from ._checks import as_range, check_images, check_random_op, per_sample
 from ._sampling import apply_where, rand, uniform
 
 Tensor = torch.Tensor
@@ -116,9 +116,7 @@ def color_jitter(
     Saturation and hue are no-ops for 1-channel images.
     """
     op = "color_jitter"
-    check_images(x, op, color=True)
-    check_generator(generator, x, op)
-    p = check_probability(p, op)
+    p = check_random_op(x, generator, op, p, color=True)
     ranges = [_jitter_range(v, n, op) for v, n in ((brightness, "brightness"), (contrast, "contrast"))]
     ranges.append(_jitter_range(saturation, "saturation", op))
     if isinstance(hue, (int, float)):
@@ -156,9 +154,7 @@ def color_jitter(
 def grayscale(x: Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> Tensor:
     """Replace each image by its luma (repeated over the C channels) with probability ``p``."""
     op = "grayscale"
-    check_images(x, op, color=True)
-    check_generator(generator, x, op)
-    p = check_probability(p, op)
+    p = check_random_op(x, generator, op, p, color=True)
     if p == 0.0 or x.shape[1] == 1:
         return x
     applied = rand(x.shape[0], generator, x) < p
@@ -170,9 +166,7 @@ def solarize(
 ) -> Tensor:
     """Invert pixels ``>= threshold`` (``x → 1 − x``) with probability ``p`` per image."""
     op = "solarize"
-    check_images(x, op)
-    check_generator(generator, x, op)
-    p = check_probability(p, op)
+    p = check_random_op(x, generator, op, p)
     if p == 0.0:
         return x
     applied = (rand(x.shape[0], generator, x) < p).view(-1, 1, 1, 1)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_range, check_generator, check_images, check_probability
+from ._checks import as_range, check_random_op
 from ._sampling import apply_where, rand, uniform
 
 Tensor = torch.Tensor
@@ -27,9 +27,7 @@ def gaussian_blur(
     channels (1×(B·C)×H×W, ``groups = B·C``), on CPU as shifted multiply-adds (see ``_separable_blur``).
     """
     op = "gaussian_blur"
-    check_images(x, op)
-    check_generator(generator, x, op)
-    p = check_probability(p, op)
+    p = check_random_op(x, generator, op, p)
     if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"{op}: kernel_size must be a positive odd int, got {kernel_size!r}")
     sig_lo, sig_hi = (
@@ -93,9 +91,7 @@ def gaussian_noise(
 ) -> Tensor:
     """Add ``N(0, std²)`` noise per pixel, with probability ``p`` per image, and clamp to [0, 1]."""
     op = "gaussian_noise"
-    check_images(x, op)
-    check_generator(generator, x, op)
-    p = check_probability(p, op)
+    p = check_random_op(x, generator, op, p)
     if std < 0:
         raise ValueError(f"{op}: std must be >= 0, got {std}")
     if p == 0.0 or std == 0:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._checks import as_range, check_generator, check_images, check_probability, output_size
+from ._checks import as_range, check_random_op, output_size
 from ._sampling import apply_where, rand, uniform
 
 Tensor = torch.Tensor
@@ -55,8 +55,7 @@ def random_resized_crop(
     continuous, all resampled with one ``affine_grid`` + bilinear ``grid_sample`` (no antialiasing).
     """
     op = "random_resized_crop"
-    check_images(x, op)
-    check_generator(generator, x, op)
+    check_random_op(x, generator, op)
     out_size = output_size(size, x, op)
     s_lo, s_hi = as_range(scale, "scale", op)
     r_lo, r_hi = as_range(ratio, "ratio", op)
@@ -119,9 +118,7 @@ def random_affine(
     ``padding_mode`` (``"zeros"``: black, right for digits on a black background).
     """
     op = "random_affine"
-    check_images(x, op)
-    check_generator(generator, x, op)
-    p = check_probability(p, op)
+    p = check_random_op(x, generator, op, p)
     deg_lo, deg_hi = (
         (-float(degrees), float(degrees))
         if isinstance(degrees, (int, float))
@@ -162,9 +159,7 @@ def random_affine(
 def horizontal_flip(x: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
     """Mirror each image left–right with probability ``p``."""
     op = "horizontal_flip"
-    check_images(x, op)
-    check_generator(generator, x, op)
-    p = check_probability(p, op)
+    p = check_random_op(x, generator, op, p)
     if p == 0.0:
         return x
     applied = rand(x.shape[0], generator, x) < p
