@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 from .. import distributed
 
-# The kernel modules import nothing from losses/ (the formulas here are their references, which the kernel
-# tests import), so the losses can import them at the top without an import cycle.
+# Imports run one way, losses -> kernels: a kernel module holds only Triton code for checked inputs, and its
+# reference is the formula here (the kernel tests import it from this file). If the kernels imported these
+# formulas, one of the two modules would need a lazy import to break the cycle.
 from ..kernels import infonce as fused
 from ..kernels import resolve_backend
 from ._checks import check_embeddings, check_labels, check_temperature, check_views
