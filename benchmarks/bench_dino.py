@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from sslcookbook.kernels.dino import dino_loss, dino_loss_reference
+from sslcookbook.losses.dino import dino_loss, dino_loss_reference
 
 N_CROPS, N_TEACHER = 10, 2
 STUDENT_TEMPERATURE, TEACHER_TEMPERATURE = 0.1, 0.04

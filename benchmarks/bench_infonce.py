@@ -17,11 +17,11 @@ FLOPs (multiply-adds ×2; the exponentials are not counted):
   fp32 without tensor cores (or TF32 with --tf32). H100 SXM / H200: 989, 67 (TF32 495) TFLOP/s.
   Other GPUs: pass --peak-tflops.
 
-Both baselines run ``sslcookbook.kernels.infonce.nt_xent_reference`` (logits in the input dtype, cross-entropy
-in fp32), torch.compile with dynamic shapes so it compiles once per dtype. An out-of-memory error is
-recorded as "OOM" and that backend is not tried at larger R (at R = 262,144 one fp32 logits matrix alone is
-256 GiB). A time budget (default 330 s) skips configurations that would overrun it. A parity check (Triton
-and eager against an fp64 reference at R = 4,096) runs first.
+Both baselines run ``sslcookbook.losses.contrastive.nt_xent_reference`` (logits in the input dtype,
+cross-entropy in fp32), torch.compile with dynamic shapes so it compiles once per dtype. An out-of-memory
+error is recorded as "OOM" and that backend is not tried at larger R (at R = 262,144 one fp32 logits matrix
+alone is 256 GiB). A time budget (default 330 s) skips configurations that would overrun it. A parity
+check (Triton and eager against an fp64 reference at R = 4,096) runs first.
 
 Results are written after every configuration to benchmarks/results/infonce_<device>.csv and .md
 (``--quick``: infonce_<device>_quick.*), each row with device, torch/triton versions and UTC date.
@@ -375,11 +375,11 @@ def summary(fields: dict) -> str:
     )
 
 
-def parity(kernels, dtype, dim, rows_total, device, backends) -> list[dict]:
+def parity(reference, dtype, dim, rows_total, device, backends) -> list[dict]:
     """Loss and gradient errors of each backend against nt_xent_reference on the fp64 copy of the inputs."""
     z1, z2 = make_views(rows_total, dim, dtype, device, seed=1)
     t1, t2 = (z.detach().double().requires_grad_() for z in (z1, z2))
-    truth = kernels.nt_xent_reference(t1, t2, 0.5)
+    truth = reference(t1, t2, 0.5)
     truth_grads = torch.autograd.grad(truth, [t1, t2])
     out = []
     for name, fn in backends.items():
@@ -425,6 +425,7 @@ def main(argv=None) -> int:
         os.environ["TRITON_INTERPRET"] = "1"  # must precede the kernel import below
     from sslcookbook.kernels import infonce as kernels
     from sslcookbook.kernels import triton_available
+    from sslcookbook.losses.contrastive import nt_xent_reference
 
     on_gpu = torch.cuda.is_available() and not args.cpu_triton_smoke
     device = torch.device("cuda" if on_gpu else "cpu")
@@ -498,13 +499,11 @@ def main(argv=None) -> int:
     temperature = args.temperature
     loss_fns = {}
     if "triton" in backends:
-        loss_fns["triton"] = lambda a, b: kernels.nt_xent(a, b, temperature, backend="triton")
+        loss_fns["triton"] = lambda a, b: kernels.nt_xent(a, b, temperature)
     if "eager" in backends:
-        loss_fns["eager"] = lambda a, b: kernels.nt_xent_reference(a, b, temperature)
+        loss_fns["eager"] = lambda a, b: nt_xent_reference(a, b, temperature)
     if "compile" in backends:
-        loss_fns["compile"] = torch.compile(
-            lambda a, b: kernels.nt_xent_reference(a, b, temperature), dynamic=True
-        )
+        loss_fns["compile"] = torch.compile(lambda a, b: nt_xent_reference(a, b, temperature), dynamic=True)
 
     def base_row(backend, dtype_name, dim, rows_total):
         return {
@@ -525,8 +524,8 @@ def main(argv=None) -> int:
             for dim in dims:
                 try:
                     fns = {"triton": loss_fns["triton"]}
-                    fns["eager"] = lambda a, b: kernels.nt_xent_reference(a, b, temperature)
-                    for p in parity(kernels, DTYPES[dtype_name], dim, parity_rows, device, fns):
+                    fns["eager"] = lambda a, b: nt_xent_reference(a, b, temperature)
+                    for p in parity(nt_xent_reference, DTYPES[dtype_name], dim, parity_rows, device, fns):
                         recorder.add_parity({**base_row(p["backend"], dtype_name, dim, parity_rows), **p})
                 except Exception as error:  # record and carry on; the timings below still run
                     message = describe(error)

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sslcookbook.kernels import dino, infonce  # noqa: E402
+from sslcookbook import losses  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -65,8 +65,8 @@ def main() -> None:
         rows += compare(
             "nt_xent",
             f"N={n} D={d} tau={tau}",
-            lambda a, b, t=tau: infonce.nt_xent(a, b, t, backend="triton"),
-            lambda a, b, t=tau: infonce.nt_xent(a, b, t, backend="torch"),
+            lambda a, b, t=tau: losses.nt_xent(a, b, t, backend="triton"),
+            lambda a, b, t=tau: losses.nt_xent(a, b, t, backend="torch"),
             [z1, z2],
         )
     for n, m, d in [(33, 1000, 128), (256, 4096 + 256, 128)]:
@@ -74,8 +74,8 @@ def main() -> None:
         rows += compare(
             "info_nce",
             f"N={n} M={m} D={d} tau=0.2",
-            lambda a, b: infonce.info_nce(a, b, 0.2, backend="triton"),
-            lambda a, b: infonce.info_nce(a, b, 0.2, backend="torch"),
+            lambda a, b: losses.info_nce(a, b, 0.2, backend="triton"),
+            lambda a, b: losses.info_nce(a, b, 0.2, backend="torch"),
             [q, k],
         )
     for s, t, b, k in [(4, 2, 7, 257), (10, 2, 64, 4096), (10, 2, 256, 65536)]:
@@ -84,8 +84,8 @@ def main() -> None:
         rows += compare(
             "dino_loss",
             f"S={s} T={t} B={b} K={k}",
-            lambda x, te, c: dino.dino_loss(x, te, c, 0.1, 0.04, backend="triton"),
-            lambda x, te, c: dino.dino_loss(x, te, c, 0.1, 0.04, backend="torch"),
+            lambda x, te, c: losses.dino_loss(x, te, c, 0.1, 0.04, backend="triton"),
+            lambda x, te, c: losses.dino_loss(x, te, c, 0.1, 0.04, backend="torch"),
             [student],
             fixed=(teacher, center),
         )

@@ -1,14 +1,18 @@
-"""Triton kernels, each behind a public function with ``backend="auto" | "triton" | "torch"``.
+"""Triton kernels for the expensive losses; the losses in :mod:`sslcookbook.losses` choose when to use them.
 
-Every kernel module keeps a pure-PyTorch reference next to it. ``backend="auto"`` picks Triton for CUDA
-tensors when Triton imports, the reference otherwise. On a CPU the kernels run under the Triton
-interpreter, which must be switched on (``TRITON_INTERPRET=1``) *before* a kernel module is imported.
+A kernel module holds Triton code, its launch logic and an autograd Function, behind functions that
+take inputs the calling loss has already checked. Its PyTorch reference is the loss's formula in
+``losses/`` (e.g. ``losses.contrastive.nt_xent_reference``): the public loss validates its inputs, picks a
+backend with :func:`resolve_backend` and calls either the formula or the kernel. On a CPU the kernels run
+under the Triton interpreter, which must be switched on (``TRITON_INTERPRET=1``) *before* a kernel module
+is imported.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from types import ModuleType
 
 import torch
 
@@ -27,13 +31,17 @@ def triton_available() -> bool:
     return True
 
 
-def resolve_backend(backend: str, tensors: Sequence[torch.Tensor], interpreted: bool, module: str) -> str:
-    """'triton' or 'torch' for a kernel's input ``tensors``.
+def resolve_backend(backend: str, tensors: Sequence[torch.Tensor], kernel: ModuleType) -> str:
+    """'triton' or 'torch' for the input ``tensors`` of a loss whose fused version is in ``kernel``.
 
-    ``"auto"`` picks Triton for CUDA tensors in a kernel dtype when Triton imports. ``"triton"`` is
-    honoured or refused with an error that says why and what to do: no triton package, CPU tensors
-    without the interpreter (``interpreted``: the calling kernel module was imported under
-    ``TRITON_INTERPRET=1``), a dtype the kernels do not take, or bfloat16 in the interpreter.
+    ``kernel`` is the kernel module (e.g. ``sslcookbook.kernels.infonce``); its ``INTERPRETED`` says whether
+    its kernels were built for the Triton interpreter (``TRITON_INTERPRET=1`` at its import) and its
+    ``unsupported(tensors)`` names inputs it cannot take (None when it can take them).
+
+    ``"auto"`` picks Triton for CUDA tensors in a kernel dtype when Triton imports and the kernel supports
+    the inputs. ``"triton"`` is honoured or refused with an error that says why and what to do: no triton
+    package, CPU tensors without the interpreter, a dtype the kernels do not take, bfloat16 in the
+    interpreter, or inputs the kernel does not support.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -43,24 +51,28 @@ def resolve_backend(backend: str, tensors: Sequence[torch.Tensor], interpreted: 
     dtypes = [t.dtype for t in tensors]
     dtypes_ok = all(dtype in KERNEL_DTYPES for dtype in dtypes)
     if backend == "auto":
-        return "triton" if on_cuda and triton_available() and dtypes_ok else "torch"
+        usable = on_cuda and triton_available() and dtypes_ok and kernel.unsupported(tensors) is None
+        return "triton" if usable else "torch"
     if not triton_available():
         raise RuntimeError("backend='triton' needs the triton package, which cannot be imported here")
-    if not on_cuda and not interpreted:
+    if not on_cuda and not kernel.INTERPRETED:
         raise RuntimeError(
             "backend='triton' on CPU tensors needs the Triton interpreter: set the environment variable "
-            f"TRITON_INTERPRET=1 before sslcookbook.kernels.{module} is imported, or use backend='torch'"
+            f"TRITON_INTERPRET=1 before {kernel.__name__} is imported, or use backend='torch'"
         )
     if not dtypes_ok:
         raise TypeError(
             "the Triton kernel supports float32, float16 and bfloat16, got "
             f"{', '.join(map(str, dtypes))}; use backend='torch' for other dtypes"
         )
-    if interpreted and torch.bfloat16 in dtypes:
+    if kernel.INTERPRETED and torch.bfloat16 in dtypes:
         raise TypeError(
             "the Triton interpreter does not support bfloat16; use float16/float32, backend='torch', "
             "or run on a GPU"
         )
+    reason = kernel.unsupported(tensors)
+    if reason is not None:
+        raise ValueError(f"{reason}; use backend='torch' or 'auto'")
     return "triton"
 
 

@@ -28,7 +28,8 @@ through their sum :math:`\bar P_{s,b} = \sum_{t\ne s} p_{t,b}`, a vector of tota
 
 and :math:`\mathcal{L} = \sum_{s,b}\ell_{s,b} / (N_\text{pairs} B)`. So the loss is a sum of independent
 per-row terms, and a row needs only its own K student logits, the K logits of its (at most T) teacher
-rows and the center. The plain PyTorch version (:func:`dino_loss_reference`) materialises x/τ_s and
+rows and the center. The plain PyTorch version (``dino_loss_reference`` in :mod:`sslcookbook.losses.dino`,
+this kernel's reference) materialises x/τ_s and
 log q (S·B·K each, fp32), p (T·B·K, fp32) and, in the backward, several more S·B·K temporaries. The
 kernels below write nothing of size K except the gradient itself.
 
@@ -94,14 +95,13 @@ has no bf16. There is no split over K: S·B programs must fill the GPU, which DI
 from __future__ import annotations
 
 import math
-import numbers
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from . import resolve_backend, triton_available
+from . import triton_available
 
-__all__ = ["dino_loss", "dino_loss_reference"]
+__all__ = ["INTERPRETED", "dino_loss", "unsupported"]
 
 _LOG2E = math.log2(math.e)
 
@@ -251,9 +251,9 @@ if triton_available():
             tl.store(GRAD_STUDENT + row_offset + cols, grad.to(GRAD_STUDENT.dtype.element_ty), mask=in_row)
 
     # The interpreter is chosen when @triton.jit runs, i.e. when this module is imported.
-    _INTERPRETED = type(_teacher_lse_kernel).__name__ == "InterpretedFunction"
+    INTERPRETED = type(_teacher_lse_kernel).__name__ == "InterpretedFunction"
 else:
-    _INTERPRETED = False
+    INTERPRETED = False
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def _launch_config(k: int) -> tuple[int, int]:
     interpreter numpy does the arithmetic; 64 lanes keep the tests fast and still make K = 100 or 257
     span several blocks with a partial last one.
     """
-    if _INTERPRETED:
+    if INTERPRETED:
         return min(64, max(16, triton.next_power_of_2(k))), 1
     block = min(2048, max(16, triton.next_power_of_2(k)))
     return block, 8 if block >= 2048 else 4
@@ -366,165 +366,23 @@ class _DinoLossTriton(torch.autograd.Function):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Input checks and backend choice
+# Public API: the Triton twin of sslcookbook.losses.dino.dino_loss_reference (inputs checked there)
 # ----------------------------------------------------------------------------------------------------
 
 
-def _check_temperature(name: str, temperature) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(
-            f"{name} must be a Python number, got {type(temperature).__name__}; use float(...) "
-            "(gradients with respect to the temperature are not supported)"
-        )
-    value = float(temperature)
-    if not math.isfinite(value) or value <= 0.0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
-
-
-def _check_shapes(student, teacher, center) -> None:
-    for name, t, dims, layout in (
-        ("student", student, 3, "(S crops, B images, K prototypes)"),
-        ("teacher", teacher, 3, "(T global crops, B images, K prototypes)"),
-        ("center", center, 1, "(K,)"),
-    ):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}; cast it with .float()")
-        if t.dim() != dims:
-            hint = "; stack the crops with torch.stack(crops) or reshape(S, B, K)" if dims == 3 else ""
-            raise ValueError(f"{name} must be {dims}-D {layout}, got shape {tuple(t.shape)}{hint}")
-    n_crops, batch, k = student.shape
-    n_teacher = teacher.shape[0]
-    if batch < 1 or k < 1:
-        raise ValueError(
-            f"student needs at least one image and one prototype, got shape {tuple(student.shape)}"
-        )
-    if teacher.shape[1:] != student.shape[1:]:
-        raise ValueError(
-            f"teacher {tuple(teacher.shape)} and student {tuple(student.shape)} must agree on (B, K): the "
-            "same images, the same prototypes"
-        )
-    if center.shape[0] != k:
-        raise ValueError(f"center must have shape ({k},), one value per prototype, got {tuple(center.shape)}")
-    if n_teacher < 1:
-        raise ValueError("teacher has no crops (T = 0); pass the teacher logits of at least one global crop")
-    if n_teacher > n_crops:
-        raise ValueError(
-            f"teacher has T={n_teacher} crops but student only S={n_crops}: the student must see every "
-            "teacher crop, first, followed by its local crops"
-        )
-    if n_crops < 2:
-        raise ValueError(
-            f"student has S={n_crops} crop; DINO needs S ≥ 2 (with s = t skipped there is no pair otherwise)"
-        )
-    devices = {student.device, teacher.device, center.device}
-    if len(devices) > 1:
-        raise ValueError(
-            f"student, teacher and center are on different devices ({student.device}, {teacher.device}, "
-            f"{center.device}); move them to one"
-        )
-
-
-def _check_finite(loss: torch.Tensor, student, teacher, center) -> None:
-    """Raise a clear error when the loss is not finite. Costs one host sync on a scalar; the inputs are
-    only scanned (to name the culprit) once something is wrong. Skipped while torch.compile traces."""
-    if torch.compiler.is_compiling() or bool(torch.isfinite(loss.detach())):
-        return
-    for name, t in (("student", student), ("teacher", teacher), ("center", center)):
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(
-                f"{name} contains NaN or inf: training diverged — lower the learning rate, clip gradients, "
-                "or check the model's outputs"
-            )
-    raise ValueError(
-        "the DINO loss overflowed although the inputs are finite: the logits divided by the temperatures "
-        "exceed the float range; lower the logits' scale or raise the temperatures"
-    )
-
-
-def _resolve_backend(backend: str, student, teacher, center) -> str:
-    return resolve_backend(backend, (student, teacher, center), _INTERPRETED, "dino")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Public API
-# ----------------------------------------------------------------------------------------------------
-
-
-def dino_loss_reference(
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    center: torch.Tensor,
-    student_temperature: float = 0.1,
-    teacher_temperature: float = 0.04,
-) -> torch.Tensor:
-    r"""The DINO loss in plain PyTorch (materialises S·B·K log-probabilities); see :func:`dino_loss`.
-
-    Computed in fp32 (fp64 for fp64 inputs). All T·S cross-entropies come from one contraction over
-    (b, k); the self-pairs s = t are masked out before the mean.
-    """
-    _check_shapes(student, teacher, center)
-    student_temperature = _check_temperature("student_temperature", student_temperature)
-    teacher_temperature = _check_temperature("teacher_temperature", teacher_temperature)
-    n_crops, batch, _ = student.shape
-    n_teacher = teacher.shape[0]
-    dtype = torch.promote_types(torch.promote_types(student.dtype, teacher.dtype), torch.float32)
-    # Under autocast the contraction below would run in 16-bit; the loss is meant to be fp32.
-    with torch.autocast(student.device.type, enabled=False):
-        log_q = F.log_softmax(student.to(dtype) / student_temperature, dim=-1)
-        with torch.no_grad():
-            p = F.softmax((teacher.to(dtype) - center.to(dtype)) / teacher_temperature, dim=-1)
-        # cross_entropy[t, s] = -(1/B) Σ_b Σ_k p[t, b, k] log q[s, b, k]
-        cross_entropy = -torch.einsum("tbk,sbk->ts", p, log_q) / batch
-    device = student.device
-    not_self = (
-        torch.arange(n_teacher, device=device)[:, None] != torch.arange(n_crops, device=device)[None, :]
-    )
-    # torch.where, not boolean indexing: no data-dependent shape, so torch.compile sees one static graph.
-    return torch.where(not_self, cross_entropy, 0.0).sum() / _num_pairs(n_crops, n_teacher)
+def unsupported(tensors: Sequence[torch.Tensor]) -> str | None:
+    """None: the kernels take any S, T, B and K (see :func:`sslcookbook.kernels.resolve_backend`)."""
+    return None
 
 
 def dino_loss(
     student: torch.Tensor,
     teacher: torch.Tensor,
     center: torch.Tensor,
-    student_temperature: float = 0.1,
-    teacher_temperature: float = 0.04,
-    backend: str = "auto",
+    student_temperature: float,
+    teacher_temperature: float,
 ) -> torch.Tensor:
-    r"""DINO self-distillation loss (Caron et al., 2021, arXiv:2104.14294).
-
-    .. math:: \mathcal{L} = \frac{1}{(TS - T)\,B}\sum_{t<T}\sum_{s\ne t}\sum_b
-              -\big\langle \mathrm{softmax}\big(\tfrac{y_{t,b}-c}{\tau_t}\big),\,
-              \mathrm{log\_softmax}\big(\tfrac{x_{s,b}}{\tau_s}\big)\big\rangle
-
-    Args:
-        student: (S, B, K) student logits of all S crops; the first T crops are the teacher's crops.
-        teacher: (T, B, K) teacher logits of the T global crops (no gradient flows into it).
-        center: (K,) running mean of the teacher logits (no gradient flows into it).
-        student_temperature: τ_s > 0 (0.1 in the paper).
-        teacher_temperature: τ_t > 0 (0.04 to 0.07 in the paper; lower sharpens the targets).
-        backend: "auto" (Triton for CUDA tensors when it imports, else PyTorch), "triton" or "torch".
-
-    Returns:
-        The mean over the T·S − T crop pairs and the B images, a 0-d fp32 tensor (fp64 for fp64 inputs on
-        the torch backend), differentiable with respect to ``student`` only.
-
-    Raises ValueError for inconsistent shapes, T > S, S < 2, temperatures ≤ 0 and, after the fact, for
-    NaN or inf in the inputs that make the loss non-finite, naming the tensor (one host synchronisation
-    on the scalar loss; skipped under torch.compile). A +inf center entry or a −inf teacher logit only
-    gives that prototype zero target probability and is accepted.
-    """
-    _check_shapes(student, teacher, center)
-    student_temperature = _check_temperature("student_temperature", student_temperature)
-    teacher_temperature = _check_temperature("teacher_temperature", teacher_temperature)
-    if _resolve_backend(backend, student, teacher, center) == "triton":
-        loss = _DinoLossTriton.apply(
-            student, teacher.detach(), center.detach(), student_temperature, teacher_temperature
-        )
-    else:
-        loss = dino_loss_reference(student, teacher, center, student_temperature, teacher_temperature)
-    _check_finite(loss, student, teacher, center)
-    return loss
+    """The mean DINO loss (fp32) with the three row kernels; differentiable with respect to the student."""
+    return _DinoLossTriton.apply(
+        student, teacher.detach(), center.detach(), student_temperature, teacher_temperature
+    )

@@ -14,7 +14,8 @@ of row i is its other view, i ± N.
 
 Why a kernel
 ------------
-The plain PyTorch version (``nt_xent_reference``) materialises the R×R logits (R = 2N rows), their
+The plain PyTorch version (the formula ``nt_xent_reference`` in :mod:`sslcookbook.losses.contrastive`,
+which is this kernel's reference) materialises the R×R logits (R = 2N rows), their
 softmax and its gradient: at R = 65,536 that is 16 GiB per fp32 matrix. Only two things per row are
 needed, though: the positive logit (a dot product, computed in torch) and the log-sum-exp over the row.
 The log-sum-exp can be streamed, exactly as FlashAttention (Dao et al., 2022, arXiv:2205.14135) streams
@@ -49,7 +50,10 @@ autograd adds the two: dz = dQ + dK.
 
 What stays in torch: the L2 normalisation (cheap, O(R·D), and autograd differentiates it), the
 positive term (a gather and a row-wise dot product) and the mean. The autograd.Function wraps only the
-normalised embeddings → per-row lse step (``info_nce_lse``).
+normalised embeddings → per-row lse step (``info_nce_lse``). ``info_nce``, ``nt_xent`` and ``info_nce_lse``
+here are the Triton twins of ``info_nce_reference``, ``nt_xent_reference`` and ``info_nce_lse_reference``
+in :mod:`sslcookbook.losses.contrastive`: same arguments, inputs already checked by the public loss, which
+also chooses between the two (:func:`sslcookbook.kernels.resolve_backend`, with :func:`unsupported`).
 
 Precision
 ---------
@@ -72,27 +76,21 @@ fp32 accumulator fit in shared memory and registers. Every tile dimension is ≥
 requires on a GPU. If a GPU still reports too little shared memory, the launch retries with smaller
 tiles. Under the interpreter (CPU) tiles are 32×32: numpy does the arithmetic, so fewer, larger steps
 run faster. Rows wider than 2 KiB (D > 1024 in 16-bit, D > 512 in fp32) are not supported by the
-kernel; ``backend="auto"`` uses the reference for them.
+kernel (:func:`unsupported`); ``backend="auto"`` uses the reference for them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from . import resolve_backend, triton_available
+from . import triton_available
 
-__all__ = [
-    "info_nce",
-    "info_nce_lse",
-    "info_nce_reference",
-    "nt_xent",
-    "nt_xent_reference",
-]
+__all__ = ["INTERPRETED", "info_nce", "info_nce_lse", "nt_xent", "unsupported"]
 
 _MAX_ROW_BYTES = 2048  # BLOCK_D * element size; see _tile_config
 _LOG2E = math.log2(math.e)
@@ -251,9 +249,9 @@ if triton_available():
         _store_rows(DK, cols, col_ok, stride_dk, feats, feat_ok, acc.to(DK.dtype.element_ty))
 
     # The interpreter is chosen when @triton.jit runs, i.e. when this module is imported.
-    _INTERPRETED = type(_row_lse_fwd_kernel).__name__ == "InterpretedFunction"
+    INTERPRETED = type(_row_lse_fwd_kernel).__name__ == "InterpretedFunction"
 else:
-    _INTERPRETED = False
+    INTERPRETED = False
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -276,7 +274,7 @@ def _tile_config(block_d: int, element_size: int) -> _TileConfig:
     accumulator of the backward kernels is ``block_out · block_d`` values spread over the warps' registers.
     The table keeps both well inside an A100/H100 SM.
     """
-    if _INTERPRETED:
+    if INTERPRETED:
         return _TileConfig(32, 32, 1, 1)
     row_bytes = block_d * element_size
     if row_bytes <= 256:  # D ≤ 128 in 16-bit, D ≤ 64 in fp32
@@ -428,191 +426,35 @@ class _RowLogSumExp(torch.autograd.Function):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Input checks and backend choice
+# Public API: the Triton twins of the references in sslcookbook.losses.contrastive (inputs checked there)
 # ----------------------------------------------------------------------------------------------------
 
 
-def _check_pair(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    for name, t in ((name_a, a), (name_b, b)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 2:
-            raise ValueError(
-                f"{name} must be 2-D (rows × features), got shape {tuple(t.shape)}; "
-                "flatten each embedding to a vector first"
-            )
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}; cast it with .float()")
-        if t.shape[0] < 1 or t.shape[1] < 1:
-            raise ValueError(f"{name} needs at least one row and one feature, got shape {tuple(t.shape)}")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same number of features, got {a.shape[1]} and {b.shape[1]}"
-        )
-    if a.dtype != b.dtype:
-        raise TypeError(f"{name_a} is {a.dtype} but {name_b} is {b.dtype}; cast both to the same dtype")
-    if a.device != b.device:
-        raise ValueError(f"{name_a} is on {a.device} but {name_b} is on {b.device}; move both to one device")
-
-
-def _check_temperature(temperature) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(
-            f"temperature must be a Python number, got {type(temperature).__name__}; "
-            "use float(t) (gradients with respect to the temperature are not supported)"
-        )
-    value = float(temperature)
-    if not 0.0 < value < math.inf:  # also false for nan; plain comparisons keep torch.compile graphs whole
-        raise ValueError(f"temperature must be a finite number > 0, got {value}")
-    return value
-
-
-def _check_labels(labels, n_query: int, n_keys: int, device: torch.device) -> torch.Tensor | None:
-    """Validate labels (indices of each query's positive key); None means labels = arange(N)."""
-    if labels is None:
-        if n_keys < n_query:
-            raise ValueError(
-                f"keys has {n_keys} rows but query has {n_query}: with labels=None the positive of "
-                "query i is keys[i], so keys needs at least as many rows; pass labels= to choose positives"
-            )
-        return None
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"labels must be a torch.Tensor of key indices, got {type(labels).__name__}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor (key indices), got {labels.dtype}; use .long()")
-    if labels.shape != (n_query,):
-        raise ValueError(
-            f"labels must have shape ({n_query},), one key index per query, got {tuple(labels.shape)}"
-        )
-    if labels.device != device:
-        raise ValueError(f"labels is on {labels.device} but the embeddings are on {device}; move it")
-    low, high = torch.stack([labels.min(), labels.max()]).tolist()
-    if low < 0 or high >= n_keys:
-        raise ValueError(f"labels must be indices into keys, in [0, {n_keys}), got values in [{low}, {high}]")
-    return labels.long()
-
-
-def _resolve_backend(backend: str, x: torch.Tensor) -> str:
-    """'triton' or 'torch' for embeddings like ``x`` (already checked: 2-D floating point)."""
-    choice = resolve_backend(backend, (x,), _INTERPRETED, "infonce")
-    if choice == "triton" and _block_d(x.shape[1]) * x.element_size() > _MAX_ROW_BYTES:
-        if backend == "auto":
-            return "torch"
-        raise ValueError(
+def unsupported(tensors: Sequence[torch.Tensor]) -> str | None:
+    """Why the kernel cannot take embeddings like ``tensors[0]`` (too wide a row), or None."""
+    x = tensors[0]
+    if _block_d(x.shape[1]) * x.element_size() > _MAX_ROW_BYTES:
+        return (
             f"D={x.shape[1]} in {x.dtype} is too wide for the kernel (at most {_MAX_ROW_BYTES} bytes per "
-            "padded row: D ≤ 1024 in 16-bit, D ≤ 512 in fp32); use backend='torch' or 'auto'"
+            "padded row: D ≤ 1024 in 16-bit, D ≤ 512 in fp32)"
         )
-    return choice
-
-
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    """Row-wise L2 normalisation computed in (at least) fp32, returned in the input dtype."""
-    return F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=1).to(x.dtype)
-
-
-def _logits_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.promote_types(dtype, torch.float32)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Public API
-# ----------------------------------------------------------------------------------------------------
+    return None
 
 
 def info_nce_lse(
-    q: torch.Tensor, k: torch.Tensor, temperature: float, mask_self: bool = False, backend: str = "auto"
+    q: torch.Tensor, k: torch.Tensor, temperature: float, mask_self: bool = False
 ) -> torch.Tensor:
-    r"""Per-row log-sum-exp :math:`\mathrm{lse}_i = \log\sum_j e^{q_i\cdot k_j/\tau}`, shape (N,).
+    r"""Per-row :math:`\mathrm{lse}_i = \log\sum_j e^{q_i\cdot k_j/\tau}` (j ≠ i with ``mask_self``).
 
-    fp32 (fp64 for fp64 inputs on the torch backend).
-
-    ``q`` (N×D) and ``k`` (M×D) are used as given (normalise them first for cosine logits). With
-    ``mask_self`` the pair j = i is left out (q must then be the first N rows of k, as in NT-Xent, and
-    M ≥ 2 so every row keeps a term). Differentiable with respect to q and k; the Triton backend never
-    stores the N×M logits.
+    fp32, shape (N,); never stores the N×M logits; differentiable with respect to q and k.
     """
-    _check_pair("q", q, "k", k)
-    temperature = _check_temperature(temperature)
-    if mask_self and (k.shape[0] < q.shape[0] or k.shape[0] < 2):
-        raise ValueError(
-            f"mask_self=True needs k to hold q's rows first and at least 2 rows, got q {tuple(q.shape)} "
-            f"and k {tuple(k.shape)}"
-        )
-    if _resolve_backend(backend, q) == "triton":
-        return _RowLogSumExp.apply(q, k, temperature, bool(mask_self))
-    logits = (q @ k.T).to(_logits_dtype(q.dtype)) / temperature
-    if mask_self:
-        logits.diagonal().fill_(float("-inf"))
-    return torch.logsumexp(logits, dim=1).to(torch.promote_types(q.dtype, torch.float32))
-
-
-def info_nce_reference(
-    query: torch.Tensor, keys: torch.Tensor, temperature: float = 0.1, labels: torch.Tensor | None = None
-) -> torch.Tensor:
-    r"""InfoNCE in plain PyTorch (materialises the N×M logits); see :func:`info_nce`.
-
-    Logits are computed in the input dtype (tensor cores for 16-bit inputs, as an eager PyTorch training
-    step would) and the cross-entropy in fp32 (fp64 for fp64 inputs). Returns a 0-d tensor in that dtype.
-    """
-    _check_pair("query", query, "keys", keys)
-    temperature = _check_temperature(temperature)
-    labels = _check_labels(labels, query.shape[0], keys.shape[0], query.device)
-    qn, kn = _normalize(query), _normalize(keys)
-    logits = (qn @ kn.T).to(_logits_dtype(query.dtype)) / temperature
-    if labels is None:
-        labels = torch.arange(query.shape[0], device=query.device)
-    return F.cross_entropy(logits, labels)
-
-
-def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    r"""NT-Xent (SimCLR) in plain PyTorch (materialises the 2N×2N logits); see :func:`nt_xent`."""
-    _check_views(z1, z2)
-    temperature = _check_temperature(temperature)
-    n = z1.shape[0]
-    z = _normalize(torch.cat([z1, z2]))
-    logits = (z @ z.T).to(_logits_dtype(z.dtype)) / temperature
-    logits.diagonal().fill_(float("-inf"))  # a sample is not its own negative
-    targets = torch.arange(2 * n, device=z.device).roll(n)  # row i's positive is i + N, row i + N's is i
-    return F.cross_entropy(logits, targets)
-
-
-def _check_views(z1: torch.Tensor, z2: torch.Tensor) -> None:
-    _check_pair("z1", z1, "z2", z2)
-    if z1.shape != z2.shape:
-        raise ValueError(
-            f"z1 and z2 must be the two views of the same batch, with equal shapes; "
-            f"got {tuple(z1.shape)} and {tuple(z2.shape)}"
-        )
+    return _RowLogSumExp.apply(q, k, temperature, bool(mask_self))
 
 
 def info_nce(
-    query: torch.Tensor,
-    keys: torch.Tensor,
-    temperature: float = 0.1,
-    labels: torch.Tensor | None = None,
-    backend: str = "auto",
+    query: torch.Tensor, keys: torch.Tensor, temperature: float, labels: torch.Tensor | None = None
 ) -> torch.Tensor:
-    r"""InfoNCE on cosine similarities (van den Oord et al., 2018; MoCo, He et al., 2020).
-
-    .. math:: \mathcal{L} = \frac1N\sum_i\Big[-\frac{s_{i,p(i)}}{\tau}
-              + \log\sum_{j=1}^{M} e^{s_{ij}/\tau}\Big],
-              \quad s_{ij} = \frac{q_i\cdot k_j}{\lVert q_i\rVert\,\lVert k_j\rVert}
-
-    Args:
-        query: N×D raw embeddings (e.g. projector outputs); normalised here.
-        keys: M×D raw embeddings; normalised here. With ``labels=None``, M ≥ N.
-        temperature: τ > 0.
-        labels: (N,) integer indices into keys, the positive p(i) of each query; default arange(N).
-        backend: "auto" (Triton for CUDA tensors when available, else PyTorch), "triton" or "torch".
-
-    Returns:
-        The mean loss as a 0-d fp32 tensor (fp64 for fp64 inputs on the torch backend).
-    """
-    _check_pair("query", query, "keys", keys)
-    temperature = _check_temperature(temperature)
-    if _resolve_backend(backend, query) == "torch":
-        return info_nce_reference(query, keys, temperature, labels)
-    labels = _check_labels(labels, query.shape[0], keys.shape[0], query.device)
+    """InfoNCE: the per-row lse from the kernel minus the positive logit, a row-wise dot product (fp32)."""
     qn, kn = _normalize(query), _normalize(keys)
     lse = _RowLogSumExp.apply(qn, kn, temperature, False)
     positives = kn[: query.shape[0]] if labels is None else kn.index_select(0, labels)
@@ -620,26 +462,16 @@ def info_nce(
     return (lse - positive_logits).mean()
 
 
-def nt_xent(
-    z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5, backend: str = "auto"
-) -> torch.Tensor:
-    r"""NT-Xent, the SimCLR loss (Chen et al., 2020), on the two views z1, z2 (N×D each, raw).
-
-    With z = normalise(cat(z1, z2)) (2N×D), :math:`s_{ij} = z_i\cdot z_j` and positive p(i) = i ± N,
-
-    .. math:: \mathcal{L} = \frac1{2N}\sum_{i=1}^{2N}\Big[-\frac{s_{i,p(i)}}{\tau}
-              + \log\sum_{j\ne i} e^{s_{ij}/\tau}\Big]
-
-    ``backend`` as in :func:`info_nce`. Returns the mean loss as a 0-d fp32 tensor (fp64 for fp64 inputs
-    on the torch backend).
-    """
-    _check_views(z1, z2)
-    temperature = _check_temperature(temperature)
-    if _resolve_backend(backend, z1) == "torch":
-        return nt_xent_reference(z1, z2, temperature)
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent: InfoNCE of z = [z1; z2] against itself without the self-pair; the positive of i is i ± N."""
     n = z1.shape[0]
     z = _normalize(torch.cat([z1, z2]))
     lse = _RowLogSumExp.apply(z, z, temperature, True)
     # Row i and row i + N share the same positive logit z_i · z_{i+N}.
     positive_logits = (z[:n].float() * z[n:].float()).sum(dim=1) / temperature
     return lse.mean() - positive_logits.mean()
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise L2 normalisation in (at least) fp32, returned in the input dtype, as the references do."""
+    return F.normalize(x.to(torch.promote_types(x.dtype, torch.float32)), dim=1).to(x.dtype)

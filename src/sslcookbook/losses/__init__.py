@@ -1,30 +1,25 @@
-"""Losses, one file per method family; pure functions on tensors."""
+"""Losses, one file per method family; pure functions on tensors.
 
-from .contrastive import (
-    MemoryQueue,
-    dcl,
-    info_nce,
-    moco_loss,
-    moco_v3_loss,
-    nearest_neighbour,
-    nnclr_loss,
-    nt_xent,
-    supcon,
-)
+Each loss checks its inputs once, then runs its PyTorch formula (written in the family's file) or, on
+CUDA tensors, its fused Triton twin in :mod:`sslcookbook.kernels`.
+"""
+
+from .contrastive import dcl, info_nce, nearest_neighbour, nnclr_loss, nt_xent, supcon
+from .dino import dino_loss, update_center
+from .distillation import negative_cosine
+from .momentum import MemoryQueue, moco_loss, moco_v3_loss
 
 __all__ = [
     "MemoryQueue",
     "dcl",
+    "dino_loss",
     "info_nce",
     "moco_loss",
     "moco_v3_loss",
     "nearest_neighbour",
+    "negative_cosine",
     "nnclr_loss",
     "nt_xent",
     "supcon",
+    "update_center",
 ]
-
-# Self-distillation family (losses/distillation.py)
-from .distillation import dino_loss, negative_cosine, update_center  # noqa: E402
-
-__all__ += ["dino_loss", "negative_cosine", "update_center"]

@@ -1,25 +1,25 @@
 """Contrastive losses: each embedding must pick out its positive among negatives.
 
-All losses take raw projector outputs and L2-normalise them themselves (cosine similarity). The
-InfoNCE-shaped ones run on the fused Triton kernel (``kernels/infonce.py``) for CUDA tensors and on
-the PyTorch reference otherwise (``backend="auto" | "triton" | "torch"``). ``gather_distributed=True``
-contrasts against the embeddings of every rank with an autograd-correct all-gather.
+All losses take raw projector outputs and L2-normalise them themselves (cosine similarity). Each loss
+checks its inputs once, then runs its formula, written below in plain PyTorch, or, for the InfoNCE-shaped
+ones on CUDA tensors, its fused Triton twin in ``kernels/infonce.py`` (``backend="auto" | "triton" |
+"torch"``, chosen by :func:`sslcookbook.kernels.resolve_backend`). ``gather_distributed=True`` contrasts
+against the embeddings of every rank with an autograd-correct all-gather.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .. import distributed
-from ..kernels import infonce as _kernel
-from ._checks import check_embeddings
 
-
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+# Imports run one way, losses -> kernels: a kernel module holds only Triton code for checked inputs, and its
+# reference is the formula here (the kernel tests import it from this file). If the kernels imported these
+# formulas, one of the two modules would need a lazy import to break the cycle.
+from ..kernels import infonce as fused
+from ..kernels import resolve_backend
+from ._checks import check_embeddings, check_labels, check_temperature, check_views
 
 
 def info_nce(
@@ -31,18 +31,57 @@ def info_nce(
 ) -> torch.Tensor:
     r"""InfoNCE (van den Oord et al., 2018; the loss of CPC, MoCo and most contrastive methods).
 
-    With L2-normalised query :math:`q_i` (N of them) and keys :math:`k_j` (M ≥ N), the positive of
-    query i being key :math:`\ell_i` (``labels``, default i):
+    With L2-normalised query :math:`q_i` (N of them) and keys :math:`k_j` (M of them), the positive of
+    query i being key :math:`\ell_i` (``labels``, default i, which needs M ≥ N):
 
     .. math:: \mathcal{L} = \frac{1}{N}\sum_i -\log
         \frac{\exp(q_i^\top k_{\ell_i}/\tau)}{\sum_{j=1}^{M}\exp(q_i^\top k_j/\tau)}
 
-    Returns the fp32 scalar mean over queries.
+    Args:
+        query: N×D raw embeddings (e.g. projector outputs); normalised here.
+        keys: M×D raw embeddings; normalised here.
+        temperature: τ > 0.
+        labels: (N,) integer indices into keys, the positive of each query; default arange(N).
+        backend: ``"auto"`` (Triton for CUDA tensors when available, else PyTorch), ``"triton"`` or
+            ``"torch"``.
+    Returns:
+        the scalar mean over queries, fp32 (fp64 for fp64 inputs on the torch backend).
     """
-    check_embeddings(query=query)
-    check_embeddings(keys=keys)
-    _check_temperature(temperature)
-    return _kernel.info_nce(query, keys, temperature=temperature, labels=labels, backend=backend)
+    check_embeddings(query=query, keys=keys)
+    temperature = check_temperature(temperature)
+    labels = check_labels(labels, query.shape[0], keys.shape[0], query.device)
+    if resolve_backend(backend, (query, keys), fused) == "triton":
+        return fused.info_nce(query, keys, temperature, labels)
+    return info_nce_reference(query, keys, temperature, labels)
+
+
+def info_nce_reference(
+    query: torch.Tensor, keys: torch.Tensor, temperature: float = 0.1, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`info_nce` in plain PyTorch on checked inputs: the N×M logits, then a cross-entropy.
+
+    The logits are computed in the input dtype (tensor cores for 16-bit inputs, as an eager training
+    step would) and the cross-entropy in fp32 (fp64 for fp64 inputs).
+    """
+    qn, kn = _normalize(query), _normalize(keys)
+    logits = (qn @ kn.T).to(_at_least_fp32(qn.dtype)) / temperature
+    if labels is None:
+        labels = torch.arange(query.shape[0], device=query.device)
+    return F.cross_entropy(logits, labels)
+
+
+def info_nce_lse_reference(
+    q: torch.Tensor, k: torch.Tensor, temperature: float, mask_self: bool = False
+) -> torch.Tensor:
+    r"""Per-row :math:`\mathrm{lse}_i = \log\sum_j e^{q_i\cdot k_j/\tau}` of given (normalised) q, k.
+
+    With ``mask_self`` the pair j = i is left out (q is then the first rows of k). fp32 (fp64 for fp64
+    inputs), shape (N,). The denominator of the InfoNCE-shaped losses that add their own positive term.
+    """
+    logits = (q @ k.T).to(_at_least_fp32(q.dtype)) / temperature
+    if mask_self:
+        logits.diagonal().fill_(float("-inf"))
+    return torch.logsumexp(logits, dim=1)
 
 
 def nt_xent(
@@ -68,23 +107,52 @@ def nt_xent(
         gather_distributed: contrast this rank's 2N rows against the views of all ranks, so that W
             ranks of N samples compute the loss of one batch of W·N.
     Returns:
-        the fp32 scalar mean over this rank's 2N rows.
+        the scalar mean over this rank's 2N rows, fp32 (fp64 for fp64 inputs on the torch backend).
     """
-    check_embeddings(z1=z1, z2=z2)
-    _check_temperature(temperature)
-    if not (gather_distributed and distributed.is_distributed()):
-        return _kernel.nt_xent(z1, z2, temperature=temperature, backend=backend)
+    check_views(z1=z1, z2=z2)
+    temperature = check_temperature(temperature)
+    on_triton = resolve_backend(backend, (z1, z2), fused) == "triton"
+    if gather_distributed and distributed.is_distributed():
+        return _nt_xent_gathered(z1, z2, temperature, on_triton)
+    if on_triton:
+        return fused.nt_xent(z1, z2, temperature)
+    return nt_xent_reference(z1, z2, temperature)
+
+
+def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """:func:`nt_xent` in plain PyTorch on checked inputs: the 2N×2N logits, then a cross-entropy."""
+    n = z1.shape[0]
+    z = _normalize(torch.cat([z1, z2]))
+    logits = (z @ z.T).to(_at_least_fp32(z.dtype)) / temperature
+    logits.diagonal().fill_(float("-inf"))  # a sample is not its own negative
+    targets = torch.arange(2 * n, device=z.device).roll(n)  # row i's positive is i + N, row i + N's is i
+    return F.cross_entropy(logits, targets)
+
+
+def _nt_xent_gathered(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float, on_triton: bool
+) -> torch.Tensor:
+    """NT-Xent of this rank's 2N rows against the 2N·W rows of all W ranks."""
     # Keys ordered [this rank's 2N rows; everybody else's], so row i's self-pair sits on the diagonal
-    # and the kernel's self-mask applies unchanged.
+    # and the self-mask applies unchanged.
     n, rank, world = z1.shape[0], distributed.rank(), distributed.world_size()
     local = torch.cat([F.normalize(z1, dim=1), F.normalize(z2, dim=1)])
     all1 = distributed.gather(local[:n]).view(world, n, -1)
     all2 = distributed.gather(local[n:]).view(world, n, -1)
     others = [t for r in range(world) if r != rank for t in (all1[r], all2[r])]
     keys = torch.cat([local, *others])
-    lse = _kernel.info_nce_lse(local, keys, temperature, mask_self=True, backend=backend)
+    lse = (fused.info_nce_lse if on_triton else info_nce_lse_reference)(local, keys, temperature, True)
     positives = (local * local.roll(n, dims=0)).sum(1).to(lse.dtype) / temperature
     return (lse - positives).mean()
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise L2 normalisation computed in (at least) fp32, returned in the input dtype."""
+    return F.normalize(x.to(_at_least_fp32(x.dtype)), dim=1).to(x.dtype)
+
+
+def _at_least_fp32(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
 
 
 def supcon(
@@ -105,7 +173,7 @@ def supcon(
         the mean over anchors that have at least one positive.
     """
     check_embeddings(z=z)
-    _check_temperature(temperature)
+    temperature = check_temperature(temperature)
     if labels.shape != (z.shape[0],):
         raise ValueError(f"labels must have shape ({z.shape[0]},) to match z, got {tuple(labels.shape)}")
     if (labels < 0).any():
@@ -140,8 +208,8 @@ def dcl(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.T
     Removing the positive decouples the gradients of the positive and negative terms, which makes the
     loss far less sensitive to the batch size.
     """
-    check_embeddings(z1=z1, z2=z2)
-    _check_temperature(temperature)
+    check_views(z1=z1, z2=z2)
+    temperature = check_temperature(temperature)
     n = z1.shape[0]
     if n < 2:
         raise ValueError("dcl needs a batch of at least 2: with one sample there is no negative")
@@ -156,33 +224,6 @@ def dcl(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.T
     mask[idx, partner] = True
     negatives = torch.logsumexp(logits.masked_fill(mask, float("-inf")), dim=1)
     return (negatives - positives).mean()
-
-
-class MemoryQueue(nn.Module):
-    """A FIFO queue of L2-normalised embeddings (no gradient), as used by MoCo and NNCLR.
-
-    ``push(z)`` adds the newest rows (all ranks' rows when ``gather_distributed``); ``queue`` holds
-    ``size`` rows, initialised with random unit vectors.
-    """
-
-    def __init__(self, size: int, dim: int, gather_distributed: bool = False):
-        super().__init__()
-        if size < 1:
-            raise ValueError(f"queue size must be >= 1, got {size}")
-        self.gather_distributed = gather_distributed
-        self.register_buffer("queue", F.normalize(torch.randn(size, dim), dim=1))
-        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def push(self, z: torch.Tensor) -> None:
-        z = F.normalize(z.detach().float(), dim=1)
-        if self.gather_distributed:
-            z = distributed.gather(z)
-        size = self.queue.shape[0]
-        z = z[-size:]
-        idx = (self.pointer + torch.arange(z.shape[0], device=z.device)) % size
-        self.queue[idx] = z.to(self.queue.dtype)
-        self.pointer.copy_((self.pointer + z.shape[0]) % size)
 
 
 @torch.no_grad()
@@ -205,49 +246,9 @@ def nnclr_loss(
 
     Use it symmetrically: ``(nnclr_loss(z1, p2, Q) + nnclr_loss(z2, p1, Q)) / 2``.
     """
-    check_embeddings(z=z, p=p)
-    _check_temperature(temperature)
+    check_views(z=z, p=p)
+    temperature = check_temperature(temperature)
     neighbours = nearest_neighbour(z, support).to(p.dtype)
-    return info_nce(neighbours, p, temperature=temperature, backend=backend)
-
-
-def moco_loss(
-    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2, backend: str = "auto"
-) -> torch.Tensor:
-    r"""MoCo's InfoNCE with a queue of negatives (He et al., 2020; Chen et al., 2020 for v2).
-
-    Query :math:`q_i` (online encoder) must pick its key :math:`k_i` (momentum encoder, no gradient)
-    among the K queued keys of earlier batches (no gradient):
-
-    .. math:: \mathcal{L} = \frac{1}{N}\sum_i -\log\frac{\exp(q_i^\top k_i/\tau)}
-        {\exp(q_i^\top k_i/\tau) + \sum_{j=1}^{K}\exp(q_i^\top \mathrm{queue}_j/\tau)}
-    """
-    check_embeddings(q=q, k=k)
-    _check_temperature(temperature)
-    qn, kn = F.normalize(q, dim=1), F.normalize(k.detach(), dim=1)
-    # log Σ_j exp(q·queue_j/τ) on the fused kernel, then the positive joins the denominator exactly.
-    lse_queue = _kernel.info_nce_lse(qn, queue.detach().to(qn.dtype), temperature, backend=backend)
-    positive = (qn * kn).sum(1).to(lse_queue.dtype) / temperature
-    return (torch.logaddexp(positive, lse_queue) - positive).mean()
-
-
-def moco_v3_loss(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    temperature: float = 0.2,
-    backend: str = "auto",
-    gather_distributed: bool = False,
-) -> torch.Tensor:
-    r"""MoCo v3's in-batch contrastive loss (Chen, Xie & He, 2021), scaled by :math:`2\tau`.
-
-    Queries from the online encoder + predictor, keys from the momentum encoder (no gradient); the other
-    keys of the (global) batch are the negatives:
-    :math:`\mathcal{L} = 2\tau \cdot \mathrm{InfoNCE}(q, k; \tau)`.
-    """
-    check_embeddings(q=q, k=k)
-    _check_temperature(temperature)
-    keys, labels = k.detach(), None
-    if gather_distributed and distributed.is_distributed():
-        keys = distributed.gather(keys)
-        labels = torch.arange(q.shape[0], device=q.device) + distributed.rank() * q.shape[0]
-    return 2 * temperature * info_nce(q, keys, temperature=temperature, labels=labels, backend=backend)
+    if resolve_backend(backend, (neighbours, p), fused) == "triton":
+        return fused.info_nce(neighbours, p, temperature)
+    return info_nce_reference(neighbours, p, temperature)
