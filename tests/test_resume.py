@@ -1,5 +1,6 @@
 """Every recipe, stopped by Ctrl-C mid-epoch and resumed in a fresh object, ends bit for bit where an
-uninterrupted run ends: weights, buffers (queues, centres, BatchNorm statistics) and schedule states.
+uninterrupted run ends: weights, buffers (queues, centres, BatchNorm statistics), schedule states, and
+every value logged on the way.
 
 The recipes run with their smoke settings, cut down to 2 epochs of 3 steps (batch 16) on 64 images;
 the interruption comes from views that raise KeyboardInterrupt on their n-th call (the n-th step).
@@ -46,16 +47,16 @@ def interrupted_at(views, call: int):
     return interrupted
 
 
-_uninterrupted: dict[str, tuple[dict, list[float]]] = {}
+_uninterrupted: dict[str, tuple[dict, list[dict]]] = {}
 
 
-def uninterrupted(name: str) -> tuple[dict, list[float]]:
-    """The final state dict and losses of the run that nothing stops (computed once per recipe)."""
+def uninterrupted(name: str) -> tuple[dict, list[dict]]:
+    """The final state dict and the logged steps of the run that nothing stops (once per recipe)."""
     if name not in _uninterrupted:
         recipe, images, views, config = setup(name)
         method = build(recipe, images, seed=0)
         history = fit(method, images, views, config, device="cpu", progress=False)
-        _uninterrupted[name] = (method.state_dict(), history.losses)
+        _uninterrupted[name] = (method.state_dict(), history.steps)
     return _uninterrupted[name]
 
 
@@ -90,7 +91,9 @@ def test_ctrl_c_then_resume_in_a_fresh_method_equals_an_uninterrupted_run(name, 
     resumed = build(recipe, images, seed=1)  # other initial weights: everything must come from the checkpoint
     history = fit(resumed, images, views, config, device="cpu", checkpoint_dir=tmp_path, progress=False)
 
-    expected_state, expected_losses = uninterrupted(name)
+    expected_state, expected_steps = uninterrupted(name)
     assert_identical_state(expected_state, resumed.state_dict())
-    assert len(history.losses) == 2 * STEPS_PER_EPOCH
-    assert history.losses == expected_losses
+    # Every logged value too (loss, lr, the momentum and other schedules read before the first update).
+    assert len(history.steps) == 2 * STEPS_PER_EPOCH
+    for got, expected in zip(history.steps, expected_steps):
+        assert got == expected
