@@ -136,6 +136,7 @@ class EMATarget(nn.Module):
                 "EMATarget takes a non-empty dict of the online modules to copy, "
                 'e.g. EMATarget({"backbone": backbone, "projector": projector})'
             )
+        self._online = tuple(online.values())  # a tuple, so nn.Module does not register them
         for name, module in online.items():
             if not isinstance(module, nn.Module):
                 raise TypeError(f"online[{name!r}] is a {type(module).__name__}, not an nn.Module")
@@ -148,7 +149,6 @@ class EMATarget(nn.Module):
         copies = frozen_copy(nn.ModuleDict(dict(online)))
         for name, module in copies.items():
             self.add_module(name, module)
-        self._online = tuple(online.values())  # a tuple, so nn.Module does not register them
 
     @property
     def momentum(self) -> float:
