@@ -2,8 +2,8 @@ r"""DINO (Caron et al., 2021): self-distillation with no labels, a centred and s
 
 The student (backbone → :class:`DINOHead`) matches, on every crop, the softmax output of a momentum
 teacher (an :class:`~sslcookbook.ema.EMATarget` of backbone and head) on the other global crops.
-What prevents collapse is the pair centring (no prototype may win for every image) + sharpening
-(the output may not flatten to uniform).
+Two opposite forces prevent collapse: centring (no prototype may win for every image) and
+sharpening (the output may not flatten to uniform).
 """
 
 from __future__ import annotations
