@@ -273,17 +273,37 @@ def test_momentum_encoder_gets_no_gradient_and_follows_the_online_one():
     torch.manual_seed(0)
     method = MoCoV3(SmallCNN(1, width=8), 32, 16, 32)
     views = tiny_views(torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8))
-    method.training_step(views)["loss"].backward()
-    assert all(p.grad is None for p in method.momentum_backbone.parameters())
+    out = method.training_step(views)
+    out["loss"].backward()
+    assert out["momentum"] == 0.99  # base_momentum before any update
+    assert all(p.grad is None and not p.requires_grad for p in method.target.parameters())
     with torch.no_grad():
         for p in method.backbone.parameters():
             p.add_(1.0)
-    before = [p.clone() for p in method.momentum_backbone.parameters()]
-    m = method.momentum
+    before = [p.clone() for p in method.target.backbone.parameters()]
     method.after_step(0.5)
-    for old, new, online in zip(before, method.momentum_backbone.parameters(), method.backbone.parameters()):
+    m = 1 - 0.01 * (math.cos(math.pi * 0.5) + 1) / 2  # the cosine schedule 0.99 -> 1 at progress 0.5
+    assert method.target.momentum == pytest.approx(m, abs=1e-15)
+    for old, new, online in zip(before, method.target.backbone.parameters(), method.backbone.parameters()):
         torch.testing.assert_close(new, m * old + (1 - m) * online)
-    assert method.momentum > 0.99  # the cosine schedule moves it towards 1
+    assert method.training_step(views)["momentum"] == method.target.momentum
+
+
+@pytest.mark.parametrize(
+    "build,expected",
+    [
+        (lambda: MoCoV2(SmallCNN(1, width=8), 32, 16, queue_size=64, momentum=0.9), 0.9),
+        (lambda: MoCoV3(SmallCNN(1, width=8), 32, 16, 32), 1 - 0.01 * (math.cos(math.pi * 0.4) + 1) / 2),
+    ],
+    ids=["moco_v2", "moco_v3"],
+)
+def test_moco_momentum_schedule_is_restored_from_the_state_dict(build, expected):
+    """Before the EMA target, MoCo kept its momentum in a plain attribute that a resume reset to the base."""
+    method = build()
+    method.after_step(0.4)
+    fresh = build()
+    fresh.load_state_dict(method.state_dict())
+    assert fresh.target.momentum == method.target.momentum == pytest.approx(expected, abs=1e-15)
 
 
 def test_moco_v2_queue_receives_the_keys():
@@ -311,3 +331,19 @@ def test_nnclr_support_queue_fills():
 def test_methods_reject_the_wrong_number_of_views():
     with pytest.raises(ValueError, match="exactly 2 views"):
         SimCLR(SmallCNN(1, width=8), 32, 16).training_step([torch.rand(4, 1, 8, 8)] * 3)
+
+
+def test_the_kit_rejects_bad_views_backbones_and_arguments():
+    method = SimCLR(SmallCNN(1, width=8), 32, 16)
+    with pytest.raises(ValueError, match="float B×C×H×W"):
+        method.training_step([torch.zeros(4, 1, 8, 8, dtype=torch.uint8)] * 2)
+    with pytest.raises(ValueError, match="batch sizes"):
+        method.training_step([torch.rand(4, 1, 8, 8), torch.rand(3, 1, 8, 8)])
+    with pytest.raises(TypeError, match="list of view tensors"):
+        method.training_step(torch.rand(2, 4, 1, 8, 8))
+    with pytest.raises(TypeError, match="feature_dim"):
+        MoCoV2(torch.nn.Linear(3, 3))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SimCLR(SmallCNN(1, width=8), temperature=0.0)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        MoCoV2(SmallCNN(1, width=8), momentum=1.5)

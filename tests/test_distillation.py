@@ -1,5 +1,6 @@
-"""Self-distillation: losses against independent fp64 computations, the EMA, BYOL, SimSiam and DINO."""
+"""Self-distillation: losses against independent fp64 computations, the EMA target, BYOL, SimSiam and DINO."""
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sslcookbook.ema import cosine_momentum, ema_update_
+from sslcookbook.ema import EMATarget, cosine_momentum, ema_update_
 from sslcookbook.losses import dino_loss, negative_cosine, update_center
 from sslcookbook.methods import BYOL, DINO, DINOHead, SimSiam
 from sslcookbook.models import SmallCNN
@@ -175,6 +176,146 @@ def test_cosine_momentum_schedule():
         cosine_momentum(1.5)
 
 
+class WithTarget(nn.Module):
+    """What a method does with an EMATarget: registers the online modules itself, the target beside them."""
+
+    def __init__(self, base_momentum=0.9, final_momentum=1.0, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.backbone = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU())
+        self.projector = nn.Linear(6, 3)
+        self.target = EMATarget(
+            {"backbone": self.backbone, "projector": self.projector}, base_momentum, final_momentum
+        )
+
+    def online(self):
+        return [*self.backbone.parameters(), *self.projector.parameters()]
+
+    def perturb_online(self, seed=1):
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in self.online():
+                p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+def test_ema_target_copies_without_gradient_reachable_by_name():
+    model = WithTarget()
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(
+        model.target.projector(model.target.backbone(x)), model.projector(model.backbone(x))
+    )
+    assert all(not p.requires_grad for p in model.target.parameters())
+    assert all(p.requires_grad for p in model.online())
+    assert not model.target.projector(model.target.backbone(x)).requires_grad  # no graph, no gradient
+
+
+def test_ema_target_schedule_values():
+    target = WithTarget(base_momentum=0.99, final_momentum=1.0).target
+    assert target.progress == 0.0 and target.momentum == 0.99
+    expected = {0.25: 1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2, 0.5: 0.995, 1.0: 1.0}
+    for progress, m in expected.items():
+        target.update(progress)
+        assert target.progress == progress
+        assert target.momentum == pytest.approx(m, abs=1e-15)
+    constant = WithTarget(base_momentum=0.9, final_momentum=0.9).target  # MoCo v2: a fixed momentum
+    for progress in (0.0, 0.3, 1.0):
+        constant.update(progress)
+        assert constant.momentum == 0.9
+
+
+def test_ema_target_update_sets_the_progress_then_averages_with_its_momentum(monkeypatch):
+    model = WithTarget(base_momentum=0.9).double()
+    model.perturb_online()
+    before = [p.clone() for p in model.target.parameters()]
+    calls = []
+    lerp = torch._foreach_lerp_
+    monkeypatch.setattr(torch, "_foreach_lerp_", lambda *args: calls.append(len(args[0])) or lerp(*args))
+    model.target.update(0.4)
+    assert calls == [6]  # one fused call for all six tensors
+    m = cosine_momentum(0.4, 0.9, 1.0)
+    assert model.target.momentum == m  # the momentum of this update, what the next step logs
+    for after, old, online in zip(model.target.parameters(), before, model.online()):
+        torch.testing.assert_close(after, m * old + (1 - m) * online, rtol=1e-14, atol=1e-15)
+    assert len(before) == len(model.online()) == 6
+    # Buffers are not averaged: the target's BatchNorm keeps its own running statistics.
+    assert torch.equal(model.target.backbone[1].running_mean, torch.zeros(6))
+    with pytest.raises(ValueError, match="progress"):
+        model.target.update(1.5)
+
+
+def test_ema_target_state_dict_round_trip_restores_the_momentum():
+    model = WithTarget(base_momentum=0.9)
+    model.perturb_online()
+    model.target.update(0.3)
+    fresh = WithTarget(base_momentum=0.9, seed=5)
+    assert fresh.target.momentum != model.target.momentum
+    fresh.load_state_dict(model.state_dict())
+    assert fresh.target.progress == 0.3 and fresh.target.momentum == model.target.momentum
+    for a, b in zip(fresh.target.parameters(), model.target.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="_extra_state"):  # a state dict without the progress is refused
+        fresh.load_state_dict({k: v for k, v in model.state_dict().items() if "extra_state" not in k})
+
+
+def test_ema_target_holds_no_second_copy_of_the_online_modules():
+    model = WithTarget()
+    online_ids = {id(p) for p in model.online()}
+    target_params = list(model.target.parameters())
+    assert len(target_params) == len(online_ids) and not online_ids & {id(p) for p in target_params}
+    assert len(list(model.parameters())) == 2 * len(online_ids)
+    assert sorted(k for k in model.target.state_dict() if not k.startswith(("backbone.", "projector."))) == [
+        "_extra_state"
+    ]
+    pointers = [
+        v.data_ptr() for k, v in model.state_dict().items() if k.startswith("target.") and "extra" not in k
+    ]
+    assert not set(pointers) & {p.data_ptr() for p in model.online()}
+
+
+def test_ema_target_keeps_modules_shared_between_online_modules_shared():
+    torch.manual_seed(0)
+    encoder, head = nn.Linear(3, 3), nn.Linear(3, 2)
+    target = EMATarget({"encoder": encoder, "model": nn.Sequential(encoder, head)}, 0.5, 0.5)
+    assert target.model[0] is target.encoder
+    before = [p.detach().clone() for p in target.parameters()]
+    with torch.no_grad():
+        encoder.weight.add_(1.0)
+    target.update(0.5)  # the shared weight moves once, not twice
+    online = [*encoder.parameters(), *head.parameters()]
+    for after, old, o in zip(target.parameters(), before, online):
+        torch.testing.assert_close(after, 0.5 * old + 0.5 * o)
+
+
+def test_ema_target_survives_deepcopy_and_to():
+    model = WithTarget()
+    clone = copy.deepcopy(model)
+    clone.perturb_online()
+    snapshot = [p.clone() for p in model.target.parameters()]
+    clone.target.update(0.5)  # follows the clone's online modules, not the original's
+    assert all(torch.equal(a, b) for a, b in zip(model.target.parameters(), snapshot))
+    assert [id(p) for p in clone.target.online_parameters()] == [id(p) for p in clone.online()]
+    assert not any(torch.equal(a, b) for a, b in zip(clone.target.parameters(), snapshot))
+
+    model.double()
+    model.perturb_online()
+    model.target.update(0.2)  # still paired with the moved online parameters
+    assert all(p.dtype == torch.float64 for p in model.target.parameters())
+    assert [id(p) for p in model.target.online_parameters()] == [id(p) for p in model.online()]
+
+
+def test_ema_target_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="base momentum"):
+        EMATarget({"backbone": nn.Linear(2, 2)}, base_momentum=1.5)
+    with pytest.raises(ValueError, match="final momentum"):
+        EMATarget({"backbone": nn.Linear(2, 2)}, final_momentum=-0.1)
+    with pytest.raises(ValueError, match="cannot name a copy"):
+        EMATarget({"update": nn.Linear(2, 2)})
+    with pytest.raises(TypeError, match="dict of the online modules"):
+        EMATarget({})
+    with pytest.raises(TypeError, match="not an nn.Module"):
+        EMATarget({"backbone": torch.zeros(2)})
+
+
 # --------------------------------------------------------------------------------------------------
 # methods
 # --------------------------------------------------------------------------------------------------
@@ -217,23 +358,26 @@ def sgd_step(method, lr=0.5):
 def test_byol_target_gets_no_gradient_and_moves_toward_online():
     torch.manual_seed(0)
     method = BYOL(TinyEncoder(), 16, 8, 16, base_momentum=0.9)
+    target, online_params = method.target, method.target.online_parameters
+    assert online_params() == [*method.backbone.parameters(), *method.projector.parameters()]
     out = method.training_step(two_views())
     out["loss"].backward()
-    assert all(p.grad is None and not p.requires_grad for p in method.target_parameters())
-    assert all(p.grad is not None for p in method.online_parameters())
+    assert out["momentum"] == 0.9
+    assert all(p.grad is None and not p.requires_grad for p in target.parameters())
+    assert all(p.grad is not None for p in online_params())
     assert all(p.grad is not None for p in method.predictor.parameters())
     sgd_step(method)
-    online = [p.detach().clone() for p in method.online_parameters()]
-    before = [p.detach().clone() for p in method.target_parameters()]
+    online = [p.detach().clone() for p in online_params()]
+    before = [p.detach().clone() for p in target.parameters()]
     method.after_step(0.0)  # momentum 0.9 at progress 0
-    for t, b, o in zip(method.target_parameters(), before, online):
+    for t, b, o in zip(target.parameters(), before, online):
         torch.testing.assert_close(t, 0.9 * b + 0.1 * o)
-    distance = lambda: sum((t - o).norm() for t, o in zip(method.target_parameters(), online))
+    distance = lambda: sum((t - o).norm() for t, o in zip(target.parameters(), online))
     d0 = sum((b - o).norm() for b, o in zip(before, online))
     assert 0 < distance() < d0
-    assert method.momentum == 0.9
+    assert target.momentum == 0.9
     method.after_step(1.0)  # momentum 1 at the end: the target stops
-    assert method.momentum == 1.0
+    assert target.momentum == 1.0 and method.training_step(two_views())["momentum"] == 1.0
 
 
 def test_byol_progress_is_saved_in_the_state_dict():
@@ -241,7 +385,7 @@ def test_byol_progress_is_saved_in_the_state_dict():
     method.after_step(0.4)
     clone = BYOL(TinyEncoder(), 16, 8, 16, base_momentum=0.9)
     clone.load_state_dict(method.state_dict())
-    assert clone.progress == 0.4 and clone.momentum == method.momentum
+    assert clone.target.progress == 0.4 and clone.target.momentum == method.target.momentum
 
 
 def test_byol_and_simsiam_reject_wrong_view_counts():
@@ -320,7 +464,7 @@ def test_dino_multicrop_shapes_teacher_and_center():
     method = DINO(PooledEncoder(), out_dim=13, hidden_dim=16, bottleneck_dim=6, center_momentum=0.8)
     views = dino_views()
     student = method._logits(method.backbone, method.head, views)
-    teacher = method._logits(method.teacher_backbone, method.teacher_head, views[:2])
+    teacher = method._logits(method.target.backbone, method.target.head, views[:2])
     assert student.shape == (5, 5, 13) and teacher.shape == (2, 5, 13)
     # The batched, grouped forward equals running each view on its own.
     for i, v in enumerate(views):
@@ -332,7 +476,8 @@ def test_dino_multicrop_shapes_teacher_and_center():
     expected = dino_by_pairs(student, teacher, method.center, 0.1, 0.04)
     torch.testing.assert_close(out["loss"].double(), expected, rtol=1e-5, atol=1e-6)
     out["loss"].backward()
-    teacher_params = [*method.teacher_backbone.parameters(), *method.teacher_head.parameters()]
+    teacher_params = list(method.target.parameters())
+    assert teacher_params == [*method.target.backbone.parameters(), *method.target.head.parameters()]
     assert all(p.grad is None and not p.requires_grad for p in teacher_params)
     assert method.backbone.conv.weight.grad is not None and method.head.prototypes.weight.grad is not None
 
@@ -369,7 +514,7 @@ def test_dino_temperature_schedule_and_ablation_switches():
         no_centering.center.fill_(5.0)  # must be ignored
     out = no_centering.training_step(views)
     student = no_centering._logits(no_centering.backbone, no_centering.head, views)
-    teacher = no_centering._logits(no_centering.teacher_backbone, no_centering.teacher_head, views)
+    teacher = no_centering._logits(no_centering.target.backbone, no_centering.target.head, views)
     torch.testing.assert_close(
         out["loss"].double(), dino_by_pairs(student, teacher, torch.zeros(9), 0.1, 0.04), rtol=1e-5, atol=1e-6
     )
@@ -428,7 +573,7 @@ def test_each_method_trains_with_fit(build, num_views):
     history = fit(method, data, noisy_views(num_views), config, device="cpu", progress=False)
     assert len(history.losses) == 2 and all(math.isfinite(x) for x in history.losses)
     if not isinstance(method, SimSiam):  # the EMA methods saw the trainer's progress reach 1
-        assert method.progress == 1.0
+        assert method.target.progress == 1.0
 
 
 @pytest.mark.parametrize("name", ["byol", "simsiam", "dino"])

@@ -1,9 +1,20 @@
-"""The interface every method implements."""
+"""The kit every method is built from: the interface, the checks, and the shared building blocks.
+
+- :class:`SSLMethod`: the interface the trainer calls (``training_step``, ``after_step``, ``embed``).
+- :class:`TwoViewMethod`: a backbone and a projector applied to two views in one batch.
+- :func:`check_views` and :func:`two_views`: the views a method receives, checked once.
+- :func:`feature_dim`: the width of a backbone's features, to size the heads.
+- :func:`check_positive` and :func:`check_fraction`: constructor arguments (temperatures, momenta).
+- :class:`~sslcookbook.ema.EMATarget` and :func:`~sslcookbook.ema.frozen_copy` (from ``sslcookbook.ema``):
+  the momentum target and the copy without gradient it is made of.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ..ema import EMATarget, frozen_copy
 
 
 class SSLMethod(nn.Module):
@@ -30,3 +41,95 @@ class SSLMethod(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)
+
+
+def feature_dim(backbone: nn.Module) -> int:
+    """The size of ``backbone``'s output features (its ``feature_dim``), to size the heads on top."""
+    dim = getattr(backbone, "feature_dim", None)
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise TypeError(
+            f"{type(backbone).__name__} has no positive integer `feature_dim`: set backbone.feature_dim to "
+            "the size of its output features (the backbones of sslcookbook.models have it)"
+        )
+    return dim
+
+
+def check_views(views, method: str, count: int | None = None, min_count: int = 1) -> int:
+    """Check that ``views`` is a list of float B×C×H×W batches of one batch size; return B.
+
+    Args:
+        method: the method's name, for the error messages.
+        count: the exact number of views the method takes (None: any number >= ``min_count``).
+        min_count: the fewest views the method takes.
+    """
+    if not isinstance(views, (list, tuple)) or not all(isinstance(v, torch.Tensor) for v in views):
+        raise TypeError(f"{method} takes a list of view tensors (B×C×H×W), got {type(views).__name__}")
+    if (count is not None and len(views) != count) or len(views) < min_count:
+        wanted = f"exactly {count}" if count is not None else f"at least {min_count}"
+        raise ValueError(
+            f"{method} takes {wanted} views, got {len(views)}: choose a view preset that makes them"
+        )
+    for i, v in enumerate(views):
+        if v.dim() != 4 or not v.is_floating_point():
+            raise ValueError(
+                f"view {i} must be a float B×C×H×W batch, got {v.dtype} of shape {tuple(v.shape)}"
+            )
+    sizes = {v.shape[0] for v in views}
+    if len(sizes) != 1:
+        raise ValueError(f"all views must hold the same images, got batch sizes {sorted(sizes)}")
+    return views[0].shape[0]
+
+
+def two_views(views, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two views of a two-view method, checked by :func:`check_views`."""
+    check_views(views, method, count=2)
+    return views[0], views[1]
+
+
+def check_positive(**values: float) -> None:
+    """Raise if any named value (a temperature, a size) is not > 0: ``check_positive(temperature=t)``."""
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def check_fraction(**values: float) -> None:
+    """Raise if any named value (a momentum, a fraction of training) is not in [0, 1]."""
+    for name, value in values.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+class TwoViewMethod(SSLMethod):
+    r"""Backbone f and projector g, applied to both views in one batch: :math:`z = g(f([v_1; v_2]))`.
+
+    One batch for both views means one set of BatchNorm statistics for both, as in SimCLR, MoCo and
+    BYOL. Subclasses build the projector (its shape is part of each method) and write
+    ``training_step``, usually ``z1, z2 = self.project(self.batch(views)).chunk(2)`` and a loss.
+    """
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.projector = projector
+
+    def batch(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """The two checked views as one 2B×C×H×W batch, the first view's images first."""
+        return torch.cat(two_views(views, type(self).__name__))
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """g(f(x)): the projections that the loss compares."""
+        return self.projector(self.backbone(x))
+
+
+__all__ = [
+    "EMATarget",
+    "SSLMethod",
+    "TwoViewMethod",
+    "check_fraction",
+    "check_positive",
+    "check_views",
+    "feature_dim",
+    "frozen_copy",
+    "two_views",
+]

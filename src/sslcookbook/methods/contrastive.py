@@ -7,30 +7,15 @@ from torch import nn
 
 from ..losses import MemoryQueue, dcl, nnclr_loss, nt_xent, supcon
 from ..models import mlp
-from .base import SSLMethod
+from .base import TwoViewMethod, check_positive, feature_dim
 
 
-def _two_views(views: list[torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if len(views) != 2:
-        raise ValueError(f"{name} takes exactly 2 views, got {len(views)}: use a two-view preset")
-    return views[0], views[1]
+def _projector(backbone: nn.Module, hidden_dim: int, out_dim: int, batch_norm: bool) -> nn.Sequential:
+    """SimCLR's projector g, shared by the family: Linear(-BN)-ReLU-Linear."""
+    return mlp(feature_dim(backbone), hidden_dim, out_dim, batch_norm=batch_norm)
 
 
-class _TwoViewProjection(SSLMethod):
-    """Backbone + projector applied to both views in one batch."""
-
-    def __init__(self, backbone: nn.Module, projector_hidden_dim: int, projector_dim: int, batch_norm: bool):
-        super().__init__()
-        self.backbone = backbone
-        self.projector = mlp(backbone.feature_dim, projector_hidden_dim, projector_dim, batch_norm=batch_norm)
-
-    def project(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        v1, v2 = _two_views(views, type(self).__name__)
-        z = self.projector(self.backbone(torch.cat([v1, v2])))
-        return z.chunk(2)
-
-
-class SimCLR(_TwoViewProjection):
+class SimCLR(TwoViewMethod):
     """SimCLR (Chen et al., 2020): backbone f, projector g, NT-Xent between two views.
 
     loss = NT-Xent(g(f(v1)), g(f(v2)); τ); evaluation uses f's features.
@@ -46,18 +31,19 @@ class SimCLR(_TwoViewProjection):
         gather_distributed: bool = True,
         backend: str = "auto",
     ):
-        super().__init__(backbone, projector_hidden_dim, projector_dim, batch_norm)
+        super().__init__(backbone, _projector(backbone, projector_hidden_dim, projector_dim, batch_norm))
+        check_positive(temperature=temperature)
         self.temperature, self.gather_distributed, self.backend = temperature, gather_distributed, backend
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
-        z1, z2 = self.project(views)
+        z1, z2 = self.project(self.batch(views)).chunk(2)
         loss = nt_xent(
             z1, z2, self.temperature, backend=self.backend, gather_distributed=self.gather_distributed
         )
         return {"loss": loss}
 
 
-class DCL(_TwoViewProjection):
+class DCL(TwoViewMethod):
     """Decoupled contrastive learning (Yeh et al., 2022): SimCLR without the positive in the denominator."""
 
     def __init__(
@@ -68,15 +54,16 @@ class DCL(_TwoViewProjection):
         temperature: float = 0.1,
         batch_norm: bool = True,
     ):
-        super().__init__(backbone, projector_hidden_dim, projector_dim, batch_norm)
+        super().__init__(backbone, _projector(backbone, projector_hidden_dim, projector_dim, batch_norm))
+        check_positive(temperature=temperature)
         self.temperature = temperature
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
-        z1, z2 = self.project(views)
+        z1, z2 = self.project(self.batch(views)).chunk(2)
         return {"loss": dcl(z1, z2, self.temperature)}
 
 
-class SupCon(_TwoViewProjection):
+class SupCon(TwoViewMethod):
     """Supervised contrastive learning (Khosla et al., 2020): all images of a class are positives.
 
     It uses the labels, so it is the *supervised ceiling* that self-supervised methods are compared to.
@@ -91,18 +78,19 @@ class SupCon(_TwoViewProjection):
         batch_norm: bool = True,
         gather_distributed: bool = True,
     ):
-        super().__init__(backbone, projector_hidden_dim, projector_dim, batch_norm)
+        super().__init__(backbone, _projector(backbone, projector_hidden_dim, projector_dim, batch_norm))
+        check_positive(temperature=temperature)
         self.temperature, self.gather_distributed = temperature, gather_distributed
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
         if labels is None:
             raise ValueError("SupCon is supervised: it needs the labels of the batch")
-        z1, z2 = self.project(views)
+        z1, z2 = self.project(self.batch(views)).chunk(2)
         loss = supcon(torch.cat([z1, z2]), labels.repeat(2), self.temperature, self.gather_distributed)
         return {"loss": loss}
 
 
-class NNCLR(_TwoViewProjection):
+class NNCLR(TwoViewMethod):
     """NNCLR (Dwibedi et al., 2021): the positive is the nearest neighbour of the other view in a queue.
 
     A support queue of past projections supplies semantically close positives that no augmentation
@@ -121,14 +109,16 @@ class NNCLR(_TwoViewProjection):
         gather_distributed: bool = True,
         backend: str = "auto",
     ):
-        super().__init__(backbone, projector_hidden_dim, projector_dim, batch_norm)
+        super().__init__(backbone, _projector(backbone, projector_hidden_dim, projector_dim, batch_norm))
+        check_positive(temperature=temperature)
         self.predictor = mlp(projector_dim, predictor_hidden_dim, projector_dim, batch_norm=batch_norm)
         self.support = MemoryQueue(queue_size, projector_dim, gather_distributed=gather_distributed)
         self.temperature, self.backend = temperature, backend
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
-        z1, z2 = self.project(views)
-        p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
+        z = self.project(self.batch(views))
+        z1, z2 = z.chunk(2)
+        p1, p2 = self.predictor(z).chunk(2)
         queue = self.support.queue
         loss = 0.5 * (
             nnclr_loss(z1, p2, queue, self.temperature, self.backend)

@@ -7,53 +7,30 @@ contrasts within the (large) batch, and adds a predictor on the query side.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
-from ..ema import cosine_momentum, ema_update_
 from ..losses import MemoryQueue, moco_loss, moco_v3_loss
 from ..models import mlp
-from .base import SSLMethod
-from .contrastive import _two_views
+from .base import EMATarget, TwoViewMethod, check_positive, feature_dim
 
 
-def _frozen_copy(module: nn.Module) -> nn.Module:
-    target = copy.deepcopy(module)
-    for p in target.parameters():
-        p.requires_grad_(False)
-    return target
-
-
-class _MomentumMethod(SSLMethod):
-    """Online backbone + projector, and their EMA copy (the momentum or key encoder)."""
+class _MomentumContrast(TwoViewMethod):
+    """Online backbone + projector (the queries), and their EMA target (the momentum encoder: keys)."""
 
     def __init__(self, backbone, projector, base_momentum: float, final_momentum: float = 1.0):
-        super().__init__()
-        self.backbone, self.projector = backbone, projector
-        self.momentum_backbone = _frozen_copy(backbone)
-        self.momentum_projector = _frozen_copy(projector)
-        self.base_momentum, self.final_momentum = base_momentum, final_momentum
-        self.momentum = base_momentum
+        super().__init__(backbone, projector)
+        self.target = EMATarget({"backbone": backbone, "projector": projector}, base_momentum, final_momentum)
 
     def keys(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.momentum_projector(self.momentum_backbone(x))
+            return self.target.projector(self.target.backbone(x))
 
-    @torch.no_grad()
     def after_step(self, progress: float) -> None:
-        ema_update_(self._momentum_params(), self._online_params(), self.momentum)
-        self.momentum = cosine_momentum(progress, self.base_momentum, self.final_momentum)
-
-    def _online_params(self) -> list[torch.Tensor]:
-        return [*self.backbone.parameters(), *self.projector.parameters()]
-
-    def _momentum_params(self) -> list[torch.Tensor]:
-        return [*self.momentum_backbone.parameters(), *self.momentum_projector.parameters()]
+        self.target.update(progress)
 
 
-class MoCoV2(_MomentumMethod):
+class MoCoV2(_MomentumContrast):
     """MoCo v2 (He et al., 2020; Chen, Fan, Girshick & He, 2020): momentum encoder + queue of negatives.
 
     Symmetrised (each view is query once), with an MLP projector, τ = 0.2 and a fixed momentum.
@@ -72,25 +49,26 @@ class MoCoV2(_MomentumMethod):
         gather_distributed: bool = True,
         backend: str = "auto",
     ):
-        projector = mlp(backbone.feature_dim, projector_hidden_dim, projector_dim, batch_norm=False)
+        check_positive(temperature=temperature)
+        projector = mlp(feature_dim(backbone), projector_hidden_dim, projector_dim, batch_norm=False)
         super().__init__(backbone, projector, base_momentum=momentum, final_momentum=momentum)
         self.queue = MemoryQueue(queue_size, projector_dim, gather_distributed=gather_distributed)
         self.temperature, self.backend = temperature, backend
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
-        v1, v2 = _two_views(views, "MoCoV2")
-        q1, q2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
-        k1, k2 = self.keys(torch.cat([v1, v2])).chunk(2)
+        both = self.batch(views)
+        q1, q2 = self.project(both).chunk(2)
+        k1, k2 = self.keys(both).chunk(2)
         queue = self.queue.queue.clone()
         loss = 0.5 * (
             moco_loss(q1, k2, queue, self.temperature, self.backend)
             + moco_loss(q2, k1, queue, self.temperature, self.backend)
         )
         self.queue.push(torch.cat([k1, k2]))
-        return {"loss": loss, "momentum": self.momentum}
+        return {"loss": loss, "momentum": self.target.momentum}
 
 
-class MoCoV3(_MomentumMethod):
+class MoCoV3(_MomentumContrast):
     """MoCo v3 (Chen, Xie & He, 2021): momentum encoder + predictor, symmetric, no queue.
 
     loss = ctr(q1, k2) + ctr(q2, k1) with ctr = 2τ·InfoNCE over the global batch; the momentum goes
@@ -109,8 +87,9 @@ class MoCoV3(_MomentumMethod):
         gather_distributed: bool = True,
         backend: str = "auto",
     ):
+        check_positive(temperature=temperature)
         projector = mlp(
-            backbone.feature_dim,
+            feature_dim(backbone),
             projector_hidden_dim,
             projector_dim,
             num_layers=3,
@@ -124,11 +103,11 @@ class MoCoV3(_MomentumMethod):
         self.temperature, self.gather_distributed, self.backend = temperature, gather_distributed, backend
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
-        v1, v2 = _two_views(views, "MoCoV3")
-        q1, q2 = self.predictor(self.projector(self.backbone(torch.cat([v1, v2])))).chunk(2)
-        k1, k2 = self.keys(torch.cat([v1, v2])).chunk(2)
+        both = self.batch(views)
+        q1, q2 = self.predictor(self.project(both)).chunk(2)
+        k1, k2 = self.keys(both).chunk(2)
         kwargs = dict(
             temperature=self.temperature, backend=self.backend, gather_distributed=self.gather_distributed
         )
         loss = moco_v3_loss(q1, k2, **kwargs) + moco_v3_loss(q2, k1, **kwargs)
-        return {"loss": loss, "momentum": self.momentum}
+        return {"loss": loss, "momentum": self.target.momentum}
