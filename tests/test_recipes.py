@@ -1,4 +1,4 @@
-"""The recipe table: every recipe × profile resolves to the settings recorded in tests/data/recipe_settings.json.
+"""The recipe table: every recipe × profile resolves to the settings in tests/data/recipe_settings.json.
 
 The golden file was dumped from the recipes as they stood before the table rewrite (commit 6be1d68), with
 the digits settings' view preset recorded as ``"digits"`` (what ``preset("simclr")`` gave on 1×8×8 images).
@@ -43,7 +43,9 @@ def setting_record(name: str, profile: str) -> dict:
 
 
 def all_records() -> dict:
-    return {f"{name}/{profile}": setting_record(name, profile) for name in sorted(RECIPES) for profile in PROFILES}
+    return {
+        f"{name}/{profile}": setting_record(name, profile) for name in sorted(RECIPES) for profile in PROFILES
+    }
 
 
 GOLDEN_RECORDS = json.loads(GOLDEN.read_text())
