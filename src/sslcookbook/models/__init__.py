@@ -1,6 +1,16 @@
 """Backbones and heads."""
 
 from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar
+from .export import export_backbone, load_backbone
 from .heads import mlp, projector_mlp
 
-__all__ = ["BACKBONES", "SmallCNN", "build_backbone", "mlp", "projector_mlp", "resnet18_cifar"]
+__all__ = [
+    "BACKBONES",
+    "SmallCNN",
+    "build_backbone",
+    "export_backbone",
+    "load_backbone",
+    "mlp",
+    "projector_mlp",
+    "resnet18_cifar",
+]
