@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from sslcookbook import augment
 from sslcookbook.profiles import PROFILES
-from sslcookbook.recipes import RECIPES
+from sslcookbook.recipes import RECIPES, VIEW_BUILDERS, get_recipe
 from sslcookbook.train import TrainConfig
 
 GOLDEN = Path(__file__).parent / "data" / "recipe_settings.json"
@@ -77,6 +78,41 @@ def test_recipe_views_build_for_its_data(key):
     shape = (1, 8, 8) if RECIPES[name].setting(profile).data == "digits" else (3, 32, 32)
     views = RECIPES[name].views(shape, profile)
     assert views.num_views >= 2
+
+
+def test_every_view_preset_has_its_builder():
+    assert sorted(VIEW_BUILDERS) == sorted(augment.PRESETS)
+
+
+def test_resolve_applies_overrides_and_leaves_the_table_alone():
+    before = setting_record("dino", "cpu")
+    resolved = get_recipe("dino").resolve(
+        "cpu", {"train.lr": 0.01, "method.out_dim": 64, "views.num_views": 6, "views.strength": 0.5}
+    )
+    s = resolved.setting
+    assert (s.train.lr, s.method_kwargs["out_dim"], s.view_kwargs, s.view_strength) == (
+        0.01,
+        64,
+        {"num_views": 6},
+        0.5,
+    )
+    assert s.train.epochs == get_recipe("dino").setting("cpu").train.epochs
+    assert setting_record("dino", "cpu") == before
+
+
+def test_a_new_backbone_or_preset_drops_the_recipes_arguments_for_the_old_one():
+    s = get_recipe("dino").resolve("smoke", {"backbone": "resnet18_cifar", "views": "simclr"}).setting
+    assert (s.backbone, s.backbone_kwargs, s.views, s.view_kwargs) == ("resnet18_cifar", {}, "simclr", {})
+    s = get_recipe("dino").resolve("smoke", {"backbone": "small_cnn", "views": "digits"}).setting
+    assert (s.backbone_kwargs, s.view_kwargs) == ({"width": 16}, {"num_views": 4})  # same names: kept
+
+
+def test_keys_follow_the_backbone_and_preset_chosen():
+    recipe = get_recipe("simclr")
+    with pytest.raises(KeyError, match="views.crop_scale"):
+        recipe.resolve("smoke", {"views.crop_scale": (0.2, 1.0)})  # digits_views has no crop_scale
+    s = recipe.resolve("smoke", {"views": "simclr", "views.crop_scale": (0.2, 1.0)}).setting
+    assert s.view_kwargs == {"crop_scale": (0.2, 1.0)}
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
