@@ -30,7 +30,8 @@ VIEW_BUILDERS: dict[str, Callable] = {
     "multicrop": augment.multicrop,
     "digits": augment.digits_views,
 }
-_TOP_LEVEL_KEYS = ("data", "train_subset", "test_subset", "backbone", "views")
+# Keys outside the dotted groups, with a value of the type each expects (None: any).
+_TOP_LEVEL_KEYS = {"data": "", "train_subset": None, "test_subset": None, "backbone": "", "views": ""}
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ class Recipe:
         arguments are dropped when it changes), ``backbone.<argument>``, ``method.<argument>`` (the method's
         constructor), ``views`` (a preset name; its arguments are dropped when it changes),
         ``views.<argument>`` (the preset's builder) and ``train.<field>`` (``TrainConfig``). An unknown key
-        raises a ``KeyError`` listing the valid ones (``override_keys``).
+        raises a ``KeyError`` listing the valid ones (``override_keys``); a value of the wrong type (an
+        ``int`` argument given ``"ten"``) a ``TypeError``.
         """
         profile = active_profile(profile)
         s = self.setting(profile)
@@ -130,7 +132,8 @@ class Recipe:
         }
         for key, value in overrides.items():
             if key not in valid:
-                raise KeyError(_unknown_key_message(key, self.name, valid))
+                raise KeyError(_unknown_key_message(key, self.name, list(valid)))
+            _check_type(key, value, valid[key])
             group, _, argument = key.rpartition(".")
             groups[group][argument] = value
         strength = groups["views"].pop("strength", s.view_strength)
@@ -157,15 +160,31 @@ class Recipe:
         return self.resolve(profile).views(image_shape)
 
 
-def override_keys(method: Callable, backbone: str, views: str) -> list[str]:
-    """Every key ``Recipe.resolve`` accepts for this method, backbone and view preset."""
-    return (
-        list(_TOP_LEVEL_KEYS)
-        + [f"backbone.{a}" for a in _arguments(BACKBONES[backbone], "in_channels")]
-        + [f"method.{a}" for a in _arguments(method)]
-        + [f"views.{a}" for a in _arguments(VIEW_BUILDERS[views])]
-        + [f"train.{f.name}" for f in dataclasses.fields(TrainConfig)]
-    )
+def override_keys(method: Callable, backbone: str, views: str) -> dict[str, object]:
+    """Every key ``Recipe.resolve`` accepts for this method, backbone and view preset, with its default."""
+    defaults = dataclasses.asdict(TrainConfig())
+    return {
+        **_TOP_LEVEL_KEYS,
+        **{f"backbone.{a}": v for a, v in _arguments(BACKBONES[backbone], "in_channels").items()},
+        **{f"method.{a}": v for a, v in _arguments(method).items()},
+        **{f"views.{a}": v for a, v in _arguments(VIEW_BUILDERS[views]).items()},
+        **{f"train.{f}": v for f, v in defaults.items()},
+    }
+
+
+def _check_type(key: str, value: object, default: object) -> None:
+    """``value`` must be of the kind of ``default`` (an int passes for a float); a None default takes any."""
+    for kind, accepted, name in (
+        (bool, (bool,), "True or False"),
+        (int, (int,), "an integer"),
+        (float, (int, float), "a number"),
+        (str, (str,), "a string"),
+        ((tuple, list), (tuple, list), "a tuple such as (0.2, 1.0)"),
+    ):
+        if isinstance(default, kind):
+            if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
+                raise TypeError(f"{key} expects {name}, got {value!r}")
+            return
 
 
 def _arguments(fn: Callable, *skip: str) -> dict:
@@ -269,9 +288,10 @@ DISTILLATION_DIGITS_TRAIN = dataclasses.replace(
 )
 DISTILLATION_SMOKE_TRAIN = dataclasses.replace(DISTILLATION_DIGITS_TRAIN, epochs=3, warmup_epochs=1)
 
-# Projection heads on the digits (smoke, cpu) shared by the contrastive family.
+# Projection heads of the contrastive family: on the digits (smoke, cpu) and SimCLR's on CIFAR-10 (gpu).
 SMOKE_HEAD = {"projector_hidden_dim": 128, "projector_dim": 64}
 CPU_HEAD = {"projector_hidden_dim": 512, "projector_dim": 128}
+CIFAR_HEAD = {"projector_hidden_dim": 2048, "projector_dim": 128}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,7 +317,7 @@ register(
             "gpu": on_cifar10(
                 cifar_schedule("lars", 0.6, 1e-6),
                 views="simclr",
-                method_kwargs={"temperature": 0.5, "projector_hidden_dim": 2048, "projector_dim": 128},
+                method_kwargs={"temperature": 0.5, **CIFAR_HEAD},
             ),
         },
     )
@@ -322,7 +342,7 @@ register(
             "gpu": on_cifar10(
                 cifar_schedule("lars", 0.6, 1e-6),
                 views="simclr",
-                method_kwargs={"temperature": 0.1, "projector_hidden_dim": 2048, "projector_dim": 128},
+                method_kwargs={"temperature": 0.1, **CIFAR_HEAD},
             ),
         },
     )
@@ -347,7 +367,7 @@ register(
             "gpu": on_cifar10(
                 cifar_schedule("sgd", 0.25, 1e-4),
                 views="simclr",
-                method_kwargs={"temperature": 0.1, "projector_hidden_dim": 2048, "projector_dim": 128},
+                method_kwargs={"temperature": 0.1, **CIFAR_HEAD},
             ),
         },
     )
@@ -416,13 +436,7 @@ register(
             "gpu": on_cifar10(
                 cifar_schedule("sgd", 0.06, 5e-4, warmup_epochs=0),
                 views="simclr",
-                method_kwargs={
-                    "temperature": 0.1,
-                    "queue_size": 4096,
-                    "momentum": 0.99,
-                    "projector_hidden_dim": 2048,
-                    "projector_dim": 128,
-                },
+                method_kwargs={"temperature": 0.1, "queue_size": 4096, "momentum": 0.99, **CIFAR_HEAD},
             ),
         },
     )
