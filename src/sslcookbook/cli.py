@@ -16,7 +16,7 @@ from .profiles import PROFILES
 
 SET_HELP = (
     "override a setting, e.g. train.lr=0.1, method.temperature=0.2, views.strength=0.5, backbone.width=64, "
-    "data=folder:PATH (repeatable; `sslcookbook show RECIPE` lists every key with its value)"
+    "data=folder:PATH (repeatable; `sslcookbook show RECIPE` shows every knob and its value)"
 )
 
 
