@@ -1,13 +1,19 @@
-"""The command line: list, run (results.json + figures), eval, and its errors."""
+"""The command line: list, show, run (--set, config.json, results.json + figures), eval, export, errors."""
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
-from sslcookbook.cli import main
-from sslcookbook.recipes import RECIPES
+from sslcookbook import data
+from sslcookbook.cli import main, parse_overrides
+from sslcookbook.models import load_backbone
+from sslcookbook.models.export import read_metadata
+from sslcookbook.recipes import RECIPES, get_recipe
+from sslcookbook.runner import load_trained_method
 
 
 def test_list_shows_every_recipe(capsys):
@@ -33,6 +39,115 @@ def test_eval_of_a_missing_checkpoint(capsys, tmp_path):
     assert "no checkpoint" in capsys.readouterr().err
 
 
+def show(capsys, *args) -> dict:
+    assert main(["show", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_show_lists_every_knob_of_the_setting(capsys):
+    shown = show(capsys, "simclr", "--profile", "smoke")
+    setting = get_recipe("simclr").setting("smoke")
+    assert (shown["recipe"], shown["profile"], shown["data"]) == ("simclr", "smoke", "digits")
+    assert shown["backbone"] == {"name": "small_cnn", "arguments": {"width": 16, "feature_dim": None}}
+    assert shown["method"]["name"] == "SimCLR"
+    # the recipe's arguments and the defaults it leaves alone
+    assert shown["method"]["arguments"]["temperature"] == setting.method_kwargs["temperature"]
+    assert shown["method"]["arguments"]["gather_distributed"] is True
+    assert shown["views"] == {
+        "preset": "digits",
+        "arguments": {"strength": 1.0, "size": None, "num_views": 2},
+    }
+    assert shown["train"] == json.loads(json.dumps(dataclasses.asdict(setting.train)))
+
+
+def test_show_applies_set_overrides(capsys):
+    shown = show(
+        capsys,
+        "simsiam",
+        "--profile",
+        "gpu",
+        "--set",
+        "train.lr=0.01",
+        "--set",
+        "train.amp=False",
+        "--set",
+        "method.use_predictor=False",
+        "--set",
+        "views.crop_scale=(0.5, 1.0)",
+        "--set",
+        "data=folder:/photos",
+        "--set",
+        "backbone=small_cnn",
+        "--set",
+        "backbone.width=8",
+    )
+    assert shown["train"]["lr"] == 0.01 and shown["train"]["amp"] is False
+    assert shown["train"]["epochs"] == get_recipe("simsiam").setting("gpu").train.epochs  # the rest stays
+    assert shown["method"]["arguments"]["use_predictor"] is False
+    assert shown["views"]["arguments"]["crop_scale"] == [0.5, 1.0]
+    assert shown["views"]["arguments"]["color_strength"] == 0.5  # the recipe's, kept
+    assert shown["data"] == "folder:/photos"
+    assert shown["backbone"] == {"name": "small_cnn", "arguments": {"width": 8, "feature_dim": None}}
+
+
+def test_set_values_are_python_literals_or_strings():
+    assert parse_overrides(
+        ["train.lr=1e-3", "train.amp=None", "views.crop_scale=(0.2,1)", "data=folder:/x"]
+    ) == {
+        "train.lr": 1e-3,
+        "train.amp": None,
+        "views.crop_scale": (0.2, 1),
+        "data": "folder:/x",
+    }
+    assert parse_overrides(["train.optimizer=adamw", "method.backend='torch'"]) == {
+        "train.optimizer": "adamw",
+        "method.backend": "torch",
+    }
+
+
+@pytest.mark.parametrize("command", ["show", "run"])
+def test_unknown_set_key_lists_the_valid_keys(capsys, tmp_path, command):
+    args = [command, "moco_v3", "--set", "train.epoch=3"] + (
+        ["--out", str(tmp_path)] if command == "run" else []
+    )
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'train.epoch'" in err and "did you mean 'train.epochs'" in err
+    for key in (
+        "data",
+        "backbone.width",
+        "method.base_momentum",
+        "views.num_views",
+        "train.lr",
+        "train.seed",
+    ):
+        assert key in err
+    assert not (tmp_path / "config.json").exists()  # nothing ran
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=ten", "train.epochs expects an integer, got 'ten'"),
+        ("method.temperature=True", "method.temperature expects a number"),
+        ("train.lr", "--set expects KEY=VALUE"),
+        ("backbone=vit", "unknown backbone 'vit'"),
+        ("views=simclr2", "unknown view preset 'simclr2'"),
+    ],
+)
+def test_bad_set_values_are_clear_errors(capsys, override, message):
+    assert main(["show", "simclr", "--set", override]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_flag_and_a_set_that_disagree_are_an_error(capsys, tmp_path):
+    assert main(["run", "simclr", "--epochs", "2", "--set", "train.epochs=3", "--out", str(tmp_path)]) == 2
+    assert "train.epochs is given twice (2 and 3)" in capsys.readouterr().err
+
+
+SMOKE_SETS = ["backbone.width=8", "method.projector_dim=32", "train.batch_size=64"]
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
@@ -52,6 +167,7 @@ def smoke_run(tmp_path_factory):
             "--out",
             str(out),
             "--no-progress",
+            *[arg for key in SMOKE_SETS for arg in ("--set", key)],
         ],
         capture_output=True,
         text=True,
@@ -88,3 +204,37 @@ def test_eval_rebuilds_the_method_from_the_checkpoint(smoke_run, capsys):
     trained = json.loads((out / "results.json").read_text())
     assert evaluated["epochs_trained"] == 2
     assert evaluated["probe"]["ssl"]["all"] == pytest.approx(trained["probe"]["ssl"]["all"], abs=1e-6)
+
+
+def test_run_writes_the_setting_show_prints(smoke_run, capsys):
+    out, _ = smoke_run
+    sets = [arg for key in SMOKE_SETS for arg in ("--set", key)]
+    shown = show(capsys, "simclr", "--profile", "smoke", "--set", "train.epochs=2", *sets)
+    config = json.loads((out / "config.json").read_text())
+    assert config == shown
+    assert config["backbone"]["arguments"]["width"] == 8 and config["train"]["batch_size"] == 64
+
+
+def test_export_writes_a_backbone_that_loads_with_identical_features(smoke_run, tmp_path, capsys):
+    out, _ = smoke_run
+    checkpoint, target = out / "checkpoints" / "last.pt", tmp_path / "simclr.safetensors"
+    assert main(["export", str(checkpoint), str(target)]) == 0
+    assert "load_backbone" in capsys.readouterr().out
+    loaded = load_backbone(target)
+    method, _, _ = load_trained_method(checkpoint)
+    images = data.load("digits", "test").images[:64].float() / 255
+    with torch.no_grad():
+        assert torch.equal(loaded(images), method.backbone.eval()(images))
+    meta = read_metadata(target)
+    assert json.loads(meta["backbone_kwargs"]) == {"width": 8}  # the --set override, not the recipe's 16
+    assert (meta["recipe"], meta["profile"], meta["data"], meta["epochs_trained"]) == (
+        "simclr",
+        "smoke",
+        "digits",
+        "2",
+    )
+
+
+def test_export_of_a_missing_checkpoint(capsys, tmp_path):
+    assert main(["export", str(tmp_path / "nope.pt"), str(tmp_path / "out.safetensors")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

@@ -1,12 +1,23 @@
-"""Command line: ``sslcookbook list | run | eval``."""
+"""Command line: ``sslcookbook list | show | run | eval | export``.
+
+``--set KEY=VALUE`` (repeatable) overrides any knob of a recipe by dotted key: ``train.<field>``,
+``method.<argument>``, ``views.<argument>``, ``backbone.<argument>``, ``data``, ``backbone``, ``views``.
+Values are Python literals (``0.1``, ``True``, ``(0.2, 1.0)``, ``None``); anything else is a string.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 
 from .profiles import PROFILES
+
+SET_HELP = (
+    "override a setting, e.g. train.lr=0.1, method.temperature=0.2, views.strength=0.5, backbone.width=64, "
+    "data=folder:PATH (repeatable; `sslcookbook show RECIPE` shows every knob and its value)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,16 +25,32 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the recipes")
 
+    show = sub.add_parser("show", help="print a recipe's fully resolved setting as JSON")
+    show.add_argument("recipe")
+    show.add_argument("--profile", choices=PROFILES, help="default: $SSLCOOKBOOK_PROFILE, else gpu/cpu")
+    show.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP
+    )
+
     run = sub.add_parser("run", help="train a recipe, evaluate it against baselines, write results.json")
     run.add_argument("recipe")
-    run.add_argument("--data", help="dataset name (digits, shapes, cifar10, ..., folder:PATH)")
+    run.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP
+    )
+    run.add_argument(
+        "--data", help="dataset name (digits, shapes, cifar10, ..., folder:PATH); = --set data=..."
+    )
     run.add_argument("--profile", choices=PROFILES, help="default: $SSLCOOKBOOK_PROFILE, else gpu/cpu")
-    run.add_argument("--epochs", type=int)
+    run.add_argument("--epochs", type=int, help="= --set train.epochs=...")
     run.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     run.add_argument("--out", help="output folder (default: runs/RECIPE-DATA-PROFILE)")
     run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     run.add_argument("--download", action="store_true", help="download torchvision datasets if missing")
-    run.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across ranks (torchrun)")
+    run.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="SyncBatchNorm across ranks (torchrun); = --set train.sync_bn=True",
+    )
     run.add_argument("--no-progress", action="store_true")
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint written by `run`")
@@ -31,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--data")
     ev.add_argument("--device")
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    export = sub.add_parser(
+        "export",
+        help="write a checkpoint's backbone to a .safetensors file (sslcookbook.models.load_backbone)",
+    )
+    export.add_argument("checkpoint", help="a last.pt written by `run` (OUT/checkpoints/last.pt)")
+    export.add_argument("out", help="the .safetensors file to write")
 
     args = parser.parse_args(argv)
     try:
@@ -41,15 +75,38 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``["train.lr=0.1", "data=folder:/x"]`` -> ``{"train.lr": 0.1, "data": "folder:/x"}``."""
+    overrides: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE (e.g. --set train.lr=0.1), got {item!r}")
+        overrides[key.strip()] = parse_value(text)
+    return overrides
+
+
+def parse_value(text: str) -> object:
+    """A Python literal (number, bool, None, tuple, list, quoted string), else ``text`` itself."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text
+
+
 def _dispatch(args) -> int:
-    from .recipes import list_recipes
+    from .recipes import get_recipe, list_recipes
 
     if args.command == "list":
         for name, description in list_recipes():
             print(f"{name:<12} {description}")
         return 0
+    if args.command == "show":
+        resolved = get_recipe(args.recipe).resolve(args.profile, parse_overrides(args.overrides))
+        print(json.dumps(resolved.to_dict(), indent=2))
+        return 0
 
-    from .runner import evaluate_checkpoint, format_results, run_recipe
+    from .runner import evaluate_checkpoint, export_checkpoint, format_results, run_recipe
 
     if args.command == "run":
         results = run_recipe(
@@ -63,6 +120,7 @@ def _dispatch(args) -> int:
             progress=not args.no_progress,
             download=args.download,
             sync_bn=args.sync_bn,
+            overrides=parse_overrides(args.overrides),
         )
         if not results:  # a non-zero rank under torchrun: rank 0 reports
             return 0
@@ -75,6 +133,10 @@ def _dispatch(args) -> int:
     if args.command == "eval":
         results = evaluate_checkpoint(args.checkpoint, data=args.data, device=args.device)
         print(json.dumps(results, indent=2) if args.json else format_results(results))
+        return 0
+    if args.command == "export":
+        path = export_checkpoint(args.checkpoint, args.out)
+        print(f"wrote {path}: load it with sslcookbook.models.load_backbone({str(path)!r})")
         return 0
     raise AssertionError(args.command)
 

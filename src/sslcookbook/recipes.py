@@ -1,21 +1,37 @@
 """Named recipes: a method, its views, backbone, optimiser and hyper-parameters for each profile.
 
-Notebooks, recipe cards and the CLI read hyper-parameters from here and never keep a second copy.
+Each recipe is a table: one ``Setting`` per profile, built from a few named shared pieces (the digits
+training settings, the CIFAR-10 schedule, the head sizes). Notebooks, recipe cards and the CLI read
+hyper-parameters from here and never keep a second copy. ``Recipe.resolve(profile, overrides)`` applies
+dotted overrides (``train.lr``, ``method.temperature``, ``views.strength``, ``backbone.width``, ``data``)
+and is what ``sslcookbook run`` and ``sslcookbook show`` use.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from . import augment
-from .methods import DCL, NNCLR, MoCoV2, MoCoV3, SimCLR, SSLMethod, SupCon
-from .models import build_backbone
-from .profiles import active_profile
+from .methods import BYOL, DCL, DINO, NNCLR, MoCoV2, MoCoV3, SimCLR, SimSiam, SSLMethod, SupCon
+from .models import BACKBONES, build_backbone
+from .profiles import PROFILES, active_profile
 from .train import TrainConfig
+
+# The builder behind each name of ``augment.preset``: its signature lists the ``views.<argument>`` keys.
+VIEW_BUILDERS: dict[str, Callable] = {
+    "simclr": augment.simclr,
+    "byol": augment.byol,
+    "multicrop": augment.multicrop,
+    "digits": augment.digits_views,
+}
+# Keys outside the dotted groups, with a value of the type each expects (None: any).
+_TOP_LEVEL_KEYS = {"data": "", "train_subset": None, "test_subset": None, "backbone": "", "views": ""}
 
 
 @dataclass(frozen=True)
@@ -24,14 +40,58 @@ class Setting:
 
     data: str
     train: TrainConfig
+    views: str  # the augment.preset name; it must fit the data's images (digits: "digits")
     backbone: str = "small_cnn"
     backbone_kwargs: dict = field(default_factory=dict)
     method_kwargs: dict = field(default_factory=dict)
-    views: str = "simclr"
     view_strength: float = 1.0
     view_kwargs: dict = field(default_factory=dict)
     train_subset: int | None = None  # train on at most this many images (smoke runs)
     test_subset: int | None = None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One recipe's setting for one profile with the user's overrides applied: what a run trains."""
+
+    recipe: str
+    profile: str
+    method: Callable[..., SSLMethod]
+    setting: Setting
+
+    def build(self, in_channels: int = 3) -> SSLMethod:
+        """The method with a fresh backbone for images with ``in_channels`` channels."""
+        s = self.setting
+        net: nn.Module = build_backbone(s.backbone, in_channels, **s.backbone_kwargs)
+        return self.method(net, **s.method_kwargs)
+
+    def views(self, image_shape: tuple[int, int, int]):
+        s = self.setting
+        return augment.preset(s.views, image_shape, strength=s.view_strength, **s.view_kwargs)
+
+    def to_dict(self) -> dict:
+        """The setting as JSON values, every argument listed with its default: ``sslcookbook show``."""
+        s = self.setting
+        views = {**_arguments(VIEW_BUILDERS[s.views]), **s.view_kwargs, "strength": s.view_strength}
+        return _jsonable(
+            {
+                "recipe": self.recipe,
+                "profile": self.profile,
+                "data": s.data,
+                "train_subset": s.train_subset,
+                "test_subset": s.test_subset,
+                "backbone": {
+                    "name": s.backbone,
+                    "arguments": {**_arguments(BACKBONES[s.backbone], "in_channels"), **s.backbone_kwargs},
+                },
+                "method": {
+                    "name": self.method.__name__,
+                    "arguments": {**_arguments(self.method), **s.method_kwargs},
+                },
+                "views": {"preset": s.views, "arguments": views},
+                "train": dataclasses.asdict(s.train),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -44,24 +104,120 @@ class Recipe:
     def setting(self, profile: str | None = None) -> Setting:
         return self.settings[active_profile(profile)]
 
+    def resolve(self, profile: str | None = None, overrides: Mapping[str, object] | None = None) -> Resolved:
+        """The profile's setting with ``overrides`` applied, e.g. ``{"train.lr": 0.1, "views.strength": 0}``.
+
+        Keys: ``data``, ``train_subset``, ``test_subset``, ``backbone`` (a name; the recipe's backbone
+        arguments are dropped when it changes), ``backbone.<argument>``, ``method.<argument>`` (the method's
+        constructor), ``views`` (a preset name; its arguments are dropped when it changes),
+        ``views.<argument>`` (the preset's builder) and ``train.<field>`` (``TrainConfig``). An unknown key
+        raises a ``KeyError`` listing the valid ones (``override_keys``); a value of the wrong type (an
+        ``int`` argument given ``"ten"``) a ``TypeError``.
+        """
+        profile = active_profile(profile)
+        s = self.setting(profile)
+        overrides = dict(overrides or {})
+        backbone, views = overrides.pop("backbone", s.backbone), overrides.pop("views", s.views)
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
+        if views not in VIEW_BUILDERS:
+            raise ValueError(f"unknown view preset {views!r}: choose one of {', '.join(VIEW_BUILDERS)}")
+        valid = override_keys(self.method, backbone, views)
+        groups: dict[str, dict] = {
+            "backbone": dict(s.backbone_kwargs) if backbone == s.backbone else {},
+            "views": dict(s.view_kwargs) if views == s.views else {},
+            "method": dict(s.method_kwargs),
+            "train": {},
+            "": {},
+        }
+        for key, value in overrides.items():
+            if key not in valid:
+                raise KeyError(_unknown_key_message(key, self.name, list(valid)))
+            _check_type(key, value, valid[key])
+            group, _, argument = key.rpartition(".")
+            groups[group][argument] = value
+        strength = groups["views"].pop("strength", s.view_strength)
+        setting = dataclasses.replace(
+            s,
+            backbone=backbone,
+            backbone_kwargs=groups["backbone"],
+            method_kwargs=groups["method"],
+            views=views,
+            view_strength=strength,
+            view_kwargs=groups["views"],
+            train=dataclasses.replace(s.train, **groups["train"]),
+            **groups[""],
+        )
+        return Resolved(self.name, profile, self.method, setting)
+
     def build(
         self, profile: str | None = None, in_channels: int = 3, backbone: str | None = None
     ) -> SSLMethod:
         """The method with a fresh backbone for images with ``in_channels`` channels."""
-        s = self.setting(profile)
-        net: nn.Module = build_backbone(backbone or s.backbone, in_channels, **s.backbone_kwargs)
-        return self.method(net, **s.method_kwargs)
+        return self.resolve(profile, {"backbone": backbone} if backbone else None).build(in_channels)
 
     def views(self, image_shape: tuple[int, int, int], profile: str | None = None):
-        s = self.setting(profile)
-        return augment.preset(s.views, image_shape, strength=s.view_strength, **s.view_kwargs)
+        return self.resolve(profile).views(image_shape)
+
+
+def override_keys(method: Callable, backbone: str, views: str) -> dict[str, object]:
+    """Every key ``Recipe.resolve`` accepts for this method, backbone and view preset, with its default."""
+    defaults = dataclasses.asdict(TrainConfig())
+    return {
+        **_TOP_LEVEL_KEYS,
+        **{f"backbone.{a}": v for a, v in _arguments(BACKBONES[backbone], "in_channels").items()},
+        **{f"method.{a}": v for a, v in _arguments(method).items()},
+        **{f"views.{a}": v for a, v in _arguments(VIEW_BUILDERS[views]).items()},
+        **{f"train.{f}": v for f, v in defaults.items()},
+    }
+
+
+def _check_type(key: str, value: object, default: object) -> None:
+    """``value`` must be of the kind of ``default`` (an int passes for a float); a None default takes any."""
+    for kind, accepted, name in (
+        (bool, (bool,), "True or False"),
+        (int, (int,), "an integer"),
+        (float, (int, float), "a number"),
+        (str, (str,), "a string"),
+        ((tuple, list), (tuple, list), "a tuple such as (0.2, 1.0)"),
+    ):
+        if isinstance(default, kind):
+            if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
+                raise TypeError(f"{key} expects {name}, got {value!r}")
+            return
+
+
+def _arguments(fn: Callable, *skip: str) -> dict:
+    """Named arguments of ``fn`` (a class: its constructor) with their defaults (None when required),
+    leaving out ``skip`` and the module a method wraps (``backbone``)."""
+    return {
+        name: None if p.default is inspect.Parameter.empty else p.default
+        for name, p in inspect.signature(fn).parameters.items()
+        if name not in {"backbone", *skip} and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def _unknown_key_message(key: str, recipe: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown setting {key!r} for recipe {recipe!r}{hint}; valid keys: {', '.join(valid)}"
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
 def register(recipe: Recipe) -> Recipe:
-    missing = {"smoke", "cpu", "gpu"} - set(recipe.settings)
+    missing = set(PROFILES) - set(recipe.settings)
     if missing:
         raise ValueError(f"recipe {recipe.name!r} lacks settings for profiles {sorted(missing)}")
     RECIPES[recipe.name] = recipe
@@ -81,156 +237,248 @@ def list_recipes() -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Contrastive family (methods/contrastive.py, methods/momentum.py)
+# Shared pieces: smoke and cpu train a small CNN on the 8×8 digits, gpu the CIFAR ResNet-18 on CIFAR-10
 # --------------------------------------------------------------------------------------------------
 
 
-def _digits_train(**changes) -> TrainConfig:
-    """The laptop setting shared by the contrastive family: AdamW on the 8×8 digits."""
-    base = TrainConfig(
-        epochs=60, batch_size=256, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_epochs=2, seed=0
+def on_digits(width: int, train: TrainConfig, views: str, method_kwargs: dict, **setting) -> Setting:
+    """The small CNN of ``width`` channels on the 8×8 scikit-learn digits (smoke: 16, cpu: 32)."""
+    return Setting(
+        data="digits",
+        backbone="small_cnn",
+        backbone_kwargs={"width": width},
+        train=dataclasses.replace(train),
+        views=views,
+        method_kwargs=dict(method_kwargs),
+        **setting,
     )
-    return dataclasses.replace(base, **changes)
 
 
-def _cifar_train(optimizer: str, lr: float, weight_decay: float, **changes) -> TrainConfig:
-    """The published CIFAR-10 schedule the ``gpu`` profiles share: batch 512, 200 epochs, 10 warm-up."""
+def on_cifar10(train: TrainConfig, views: str, method_kwargs: dict, **setting) -> Setting:
+    """The CIFAR variant of ResNet-18 on CIFAR-10 (the gpu profile: the published recipe)."""
+    return Setting(
+        data="cifar10",
+        backbone="resnet18_cifar",
+        train=train,
+        views=views,
+        method_kwargs=method_kwargs,
+        **setting,
+    )
+
+
+def cifar_schedule(optimizer: str, lr: float, weight_decay: float, **changes) -> TrainConfig:
+    """The published CIFAR-10 schedule the gpu profiles share: batch 512, 200 epochs, 10 warm-up."""
     base = TrainConfig(
         epochs=200, batch_size=512, optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=10
     )
     return dataclasses.replace(base, **changes)
 
 
-def _register_family_member(
-    name: str,
-    description: str,
-    method,
-    smoke: dict,
-    cpu: dict,
-    gpu: dict,
-    gpu_train: TrainConfig,
-    cpu_train: TrainConfig | None = None,
-    smoke_train: TrainConfig | None = None,
-    digits_views: str = "digits",
-    digits_view_kwargs: dict | None = None,
-    gpu_views: str = "simclr",
-    gpu_view_kwargs: dict | None = None,
-) -> None:
-    """Digits for smoke and cpu (small CNN), CIFAR-10 with the CIFAR ResNet-18 for gpu."""
-    digits = {"data": "digits", "views": digits_views, "view_kwargs": digits_view_kwargs or {}}
-    register(
-        Recipe(
-            name=name,
-            description=description,
-            method=method,
-            settings={
-                "smoke": Setting(
-                    train=smoke_train or _digits_train(epochs=3, batch_size=128, warmup_epochs=1),
-                    backbone_kwargs={"width": 16},
-                    method_kwargs=smoke,
-                    **digits,
-                ),
-                "cpu": Setting(
-                    train=cpu_train or _digits_train(),
-                    backbone_kwargs={"width": 32},
-                    method_kwargs=cpu,
-                    **digits,
-                ),
-                "gpu": Setting(
-                    data="cifar10",
-                    backbone="resnet18_cifar",
-                    train=gpu_train,
-                    method_kwargs=gpu,
-                    views=gpu_views,
-                    view_kwargs=gpu_view_kwargs or {},
-                ),
-            },
-        )
-    )
+# The laptop setting of the contrastive family: AdamW on the digits; smoke runs 3 short epochs of it.
+DIGITS_TRAIN = TrainConfig(
+    epochs=60, batch_size=256, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_epochs=2, seed=0
+)
+DIGITS_SMOKE_TRAIN = dataclasses.replace(DIGITS_TRAIN, epochs=3, batch_size=128, warmup_epochs=1)
+
+# The digits setting of the self-distillation family: SGD with momentum, SimSiam's weight decay 5e-4 and
+# small batches. These methods need many steps more than big batches; on the digits AdamW at batch 256
+# gave clearly worse features in the same time.
+DISTILLATION_DIGITS_TRAIN = dataclasses.replace(
+    DIGITS_TRAIN, batch_size=64, optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=40
+)
+DISTILLATION_SMOKE_TRAIN = dataclasses.replace(DISTILLATION_DIGITS_TRAIN, epochs=3, warmup_epochs=1)
+
+# Projection heads of the contrastive family: on the digits (smoke, cpu) and SimCLR's on CIFAR-10 (gpu).
+SMOKE_HEAD = {"projector_hidden_dim": 128, "projector_dim": 64}
+CPU_HEAD = {"projector_hidden_dim": 512, "projector_dim": 128}
+CIFAR_HEAD = {"projector_hidden_dim": 2048, "projector_dim": 128}
 
 
-_SMALL_HEAD = {"projector_hidden_dim": 128, "projector_dim": 64}
-_CPU_HEAD = {"projector_hidden_dim": 512, "projector_dim": 128}
+# --------------------------------------------------------------------------------------------------
+# Contrastive family (methods/contrastive.py, methods/momentum.py)
+# --------------------------------------------------------------------------------------------------
 
 # SimCLR's CIFAR-10 setting (appendix B.9): LARS, temperature 0.5, weight decay 1e-6, lr 0.3 × batch/256.
-_register_family_member(
-    "simclr",
-    "SimCLR: two augmented views, NT-Xent over the batch (Chen et al. 2020)",
-    SimCLR,
-    smoke={"temperature": 0.5, **_SMALL_HEAD},
-    cpu={"temperature": 0.5, **_CPU_HEAD},
-    gpu={"temperature": 0.5, "projector_hidden_dim": 2048, "projector_dim": 128},
-    gpu_train=_cifar_train("lars", 0.6, 1e-6),
+register(
+    Recipe(
+        "simclr",
+        "SimCLR: two augmented views, NT-Xent over the batch (Chen et al. 2020)",
+        SimCLR,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                method_kwargs={"temperature": 0.5, **SMOKE_HEAD},
+            ),
+            "cpu": on_digits(
+                width=32, train=DIGITS_TRAIN, views="digits", method_kwargs={"temperature": 0.5, **CPU_HEAD}
+            ),
+            "gpu": on_cifar10(
+                cifar_schedule("lars", 0.6, 1e-6),
+                views="simclr",
+                method_kwargs={"temperature": 0.5, **CIFAR_HEAD},
+            ),
+        },
+    )
 )
+
 # DCL's CIFAR experiments reuse SimCLR's setting with τ = 0.1.
-_register_family_member(
-    "dcl",
-    "DCL: NT-Xent without the positive in the denominator (Yeh et al. 2022)",
-    DCL,
-    smoke={"temperature": 0.1, **_SMALL_HEAD},
-    cpu={"temperature": 0.2, **_CPU_HEAD},
-    gpu={"temperature": 0.1, "projector_hidden_dim": 2048, "projector_dim": 128},
-    gpu_train=_cifar_train("lars", 0.6, 1e-6),
+register(
+    Recipe(
+        "dcl",
+        "DCL: NT-Xent without the positive in the denominator (Yeh et al. 2022)",
+        DCL,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                method_kwargs={"temperature": 0.1, **SMOKE_HEAD},
+            ),
+            "cpu": on_digits(
+                width=32, train=DIGITS_TRAIN, views="digits", method_kwargs={"temperature": 0.2, **CPU_HEAD}
+            ),
+            "gpu": on_cifar10(
+                cifar_schedule("lars", 0.6, 1e-6),
+                views="simclr",
+                method_kwargs={"temperature": 0.1, **CIFAR_HEAD},
+            ),
+        },
+    )
 )
+
 # SupCon on CIFAR-10: SGD with momentum, τ = 0.1, lr 0.5 at batch 1024 (scaled to 512 here).
-_register_family_member(
-    "supcon",
-    "SupCon: supervised contrastive, the labelled ceiling (Khosla et al. 2020)",
-    SupCon,
-    smoke={"temperature": 0.1, **_SMALL_HEAD},
-    cpu={"temperature": 0.1, **_CPU_HEAD},
-    gpu={"temperature": 0.1, "projector_hidden_dim": 2048, "projector_dim": 128},
-    gpu_train=_cifar_train("sgd", 0.25, 1e-4),
+register(
+    Recipe(
+        "supcon",
+        "SupCon: supervised contrastive, the labelled ceiling (Khosla et al. 2020)",
+        SupCon,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                method_kwargs={"temperature": 0.1, **SMOKE_HEAD},
+            ),
+            "cpu": on_digits(
+                width=32, train=DIGITS_TRAIN, views="digits", method_kwargs={"temperature": 0.1, **CPU_HEAD}
+            ),
+            "gpu": on_cifar10(
+                cifar_schedule("sgd", 0.25, 1e-4),
+                views="simclr",
+                method_kwargs={"temperature": 0.1, **CIFAR_HEAD},
+            ),
+        },
+    )
 )
+
 # NNCLR on CIFAR (as in solo-learn's reproduction): LARS with η = 0.02 and LARC clipping, lr 0.4 ×
 # batch/256, wd 1e-5, τ = 0.2, queue 65,536.
-_register_family_member(
-    "nnclr",
-    "NNCLR: nearest neighbours from a support queue as positives (Dwibedi et al. 2021)",
-    NNCLR,
-    smoke={"temperature": 0.2, "queue_size": 512, "predictor_hidden_dim": 128, **_SMALL_HEAD},
-    cpu={"temperature": 0.2, "queue_size": 1024, **_CPU_HEAD},
-    gpu={
-        "temperature": 0.2,
-        "queue_size": 65536,
-        "projector_hidden_dim": 2048,
-        "projector_dim": 256,
-        "predictor_hidden_dim": 4096,
-    },
-    gpu_train=_cifar_train("lars", 0.8, 1e-5, lars_eta=0.02, lars_clip=True),
+register(
+    Recipe(
+        "nnclr",
+        "NNCLR: nearest neighbours from a support queue as positives (Dwibedi et al. 2021)",
+        NNCLR,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                method_kwargs={
+                    "temperature": 0.2,
+                    "queue_size": 512,
+                    "predictor_hidden_dim": 128,
+                    **SMOKE_HEAD,
+                },
+            ),
+            "cpu": on_digits(
+                width=32,
+                train=DIGITS_TRAIN,
+                views="digits",
+                method_kwargs={"temperature": 0.2, "queue_size": 1024, **CPU_HEAD},
+            ),
+            "gpu": on_cifar10(
+                cifar_schedule("lars", 0.8, 1e-5, lars_eta=0.02, lars_clip=True),
+                views="simclr",
+                method_kwargs={
+                    "temperature": 0.2,
+                    "queue_size": 65536,
+                    "projector_hidden_dim": 2048,
+                    "projector_dim": 256,
+                    "predictor_hidden_dim": 4096,
+                },
+            ),
+        },
+    )
 )
+
 # MoCo v2 with the official CIFAR-10 demo's setting: SGD lr 0.06 at batch 512, wd 5e-4, momentum 0.99,
 # queue 4,096, τ = 0.1, 128-D keys.
-_register_family_member(
-    "moco_v2",
-    "MoCo v2: momentum encoder and a queue of negatives (He et al. 2020; Chen et al. 2020)",
-    MoCoV2,
-    smoke={"temperature": 0.2, "queue_size": 512, "momentum": 0.99, **_SMALL_HEAD},
-    cpu={"temperature": 0.2, "queue_size": 1024, "momentum": 0.99, **_CPU_HEAD},
-    gpu={
-        "temperature": 0.1,
-        "queue_size": 4096,
-        "momentum": 0.99,
-        "projector_hidden_dim": 2048,
-        "projector_dim": 128,
-    },
-    gpu_train=_cifar_train("sgd", 0.06, 5e-4, warmup_epochs=0),
+register(
+    Recipe(
+        "moco_v2",
+        "MoCo v2: momentum encoder and a queue of negatives (He et al. 2020; Chen et al. 2020)",
+        MoCoV2,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                method_kwargs={"temperature": 0.2, "queue_size": 512, "momentum": 0.99, **SMOKE_HEAD},
+            ),
+            "cpu": on_digits(
+                width=32,
+                train=DIGITS_TRAIN,
+                views="digits",
+                method_kwargs={"temperature": 0.2, "queue_size": 1024, "momentum": 0.99, **CPU_HEAD},
+            ),
+            "gpu": on_cifar10(
+                cifar_schedule("sgd", 0.06, 5e-4, warmup_epochs=0),
+                views="simclr",
+                method_kwargs={"temperature": 0.1, "queue_size": 4096, "momentum": 0.99, **CIFAR_HEAD},
+            ),
+        },
+    )
 )
+
 # MoCo v3 (ResNet) on CIFAR: LARS lr 0.3 × batch/256, wd 1e-5, τ = 0.2, momentum 0.99 → 1 (cosine).
-_register_family_member(
-    "moco_v3",
-    "MoCo v3: momentum encoder + predictor, in-batch negatives (Chen, Xie & He 2021)",
-    MoCoV3,
-    smoke={"temperature": 0.2, "base_momentum": 0.99, "predictor_hidden_dim": 128, **_SMALL_HEAD},
-    cpu={"temperature": 0.2, "base_momentum": 0.99, **_CPU_HEAD},
-    gpu={
-        "temperature": 0.2,
-        "base_momentum": 0.99,
-        "projector_hidden_dim": 4096,
-        "projector_dim": 256,
-        "predictor_hidden_dim": 4096,
-    },
-    gpu_train=_cifar_train("lars", 0.6, 1e-5),
+register(
+    Recipe(
+        "moco_v3",
+        "MoCo v3: momentum encoder + predictor, in-batch negatives (Chen, Xie & He 2021)",
+        MoCoV3,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                method_kwargs={
+                    "temperature": 0.2,
+                    "base_momentum": 0.99,
+                    "predictor_hidden_dim": 128,
+                    **SMOKE_HEAD,
+                },
+            ),
+            "cpu": on_digits(
+                width=32,
+                train=DIGITS_TRAIN,
+                views="digits",
+                method_kwargs={"temperature": 0.2, "base_momentum": 0.99, **CPU_HEAD},
+            ),
+            "gpu": on_cifar10(
+                cifar_schedule("lars", 0.6, 1e-5),
+                views="simclr",
+                method_kwargs={
+                    "temperature": 0.2,
+                    "base_momentum": 0.99,
+                    "projector_hidden_dim": 4096,
+                    "projector_dim": 256,
+                    "predictor_hidden_dim": 4096,
+                },
+            ),
+        },
+    )
 )
 
 
@@ -238,69 +486,77 @@ _register_family_member(
 # Self-distillation family (methods/distillation.py)
 # --------------------------------------------------------------------------------------------------
 
-from .methods import BYOL, DINO, SimSiam  # noqa: E402
-
-
-def _distillation_digits_train(**changes) -> TrainConfig:
-    """The digits setting of this family: SGD with momentum, SimSiam's weight decay 5e-4 and small
-    batches. These methods need many steps more than big batches; on the digits AdamW at batch 256
-    gave clearly worse features in the same time."""
-    return _digits_train(
-        **{"batch_size": 64, "optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "epochs": 40, **changes}
-    )
-
-
-def _distillation_smoke_train() -> TrainConfig:
-    return _distillation_digits_train(epochs=3, warmup_epochs=1)
-
-
 # BYOL on CIFAR-10: LARS (η = 0.02, LARC clipping) at 1.0 × batch/256 (solo-learn's CIFAR setting), wd 1e-5,
 # τ = 0.99 → 1 on a cosine (the paper's 0.996 suits its 1000-epoch runs), 4096/256 projector and
 # predictor, the asymmetric BYOL views.
-_BYOL_DIGITS_HEADS = {
+BYOL_DIGITS_HEADS = {
     "projector_hidden_dim": 512,
     "projector_dim": 128,
     "predictor_hidden_dim": 512,
     "base_momentum": 0.99,
 }
-_register_family_member(
-    "byol",
-    "BYOL: predict a momentum target's projection, no negatives (Grill et al. 2020)",
-    BYOL,
-    # BYOL starts slower than SimSiam: with 128/64/128 heads and 3 epochs it was no better than a
-    # random encoder (probe@1 0.39 vs 0.41 at seed 0). With the cpu heads and 10 epochs (~6 s) it ends
-    # above random init on seeds 0-5, by >= 0.05 on four (seed 0: 0.59 vs 0.41; seed 2 only 0.416):
-    # benchmarks/results/seed_sweep_byol_smoke.md. The notebook's check uses seed 0.
-    smoke=_BYOL_DIGITS_HEADS,
-    smoke_train=_distillation_digits_train(epochs=10, warmup_epochs=1),
-    cpu=_BYOL_DIGITS_HEADS,
-    cpu_train=_distillation_digits_train(),
-    gpu={
-        "projector_hidden_dim": 4096,
-        "projector_dim": 256,
-        "predictor_hidden_dim": 4096,
-        "base_momentum": 0.99,
-    },
-    gpu_train=_cifar_train("lars", 2.0, 1e-5, lars_eta=0.02, lars_clip=True),
-    digits_views="digits",
-    gpu_views="byol",
+register(
+    Recipe(
+        "byol",
+        "BYOL: predict a momentum target's projection, no negatives (Grill et al. 2020)",
+        BYOL,
+        settings={
+            # BYOL starts slower than SimSiam: with 128/64/128 heads and 3 epochs it was no better than a
+            # random encoder (probe@1 0.39 vs 0.41 at seed 0). With the cpu heads and 10 epochs (~6 s) it
+            # ends above random init on seeds 0-5, by >= 0.05 on four (seed 0: 0.59 vs 0.41; seed 2 only
+            # 0.416): benchmarks/results/seed_sweep_byol_smoke.md. The notebook's check uses seed 0.
+            "smoke": on_digits(
+                width=16,
+                train=dataclasses.replace(DISTILLATION_DIGITS_TRAIN, epochs=10, warmup_epochs=1),
+                views="digits",
+                method_kwargs=BYOL_DIGITS_HEADS,
+            ),
+            "cpu": on_digits(
+                width=32, train=DISTILLATION_DIGITS_TRAIN, views="digits", method_kwargs=BYOL_DIGITS_HEADS
+            ),
+            "gpu": on_cifar10(
+                cifar_schedule("lars", 2.0, 1e-5, lars_eta=0.02, lars_clip=True),
+                views="byol",
+                method_kwargs={
+                    "projector_hidden_dim": 4096,
+                    "projector_dim": 256,
+                    "predictor_hidden_dim": 4096,
+                    "base_momentum": 0.99,
+                },
+            ),
+        },
+    )
 )
 
 # SimSiam's CIFAR-10 setting (Chen & He 2021, section on CIFAR): SGD, lr 0.03 × batch/256, weight decay
 # 5e-4, momentum 0.9, batch 512, projector 2048, predictor bottleneck 512; 200 epochs here (the paper
 # trains 800). MoCo v2's views: crop area 0.2–1, jitter (0.4, 0.4, 0.4, 0.1), no blur at 32 px.
-_register_family_member(
-    "simsiam",
-    "SimSiam: predictor + stop-gradient, no momentum encoder (Chen & He 2021)",
-    SimSiam,
-    smoke={"projector_dim": 64, "predictor_hidden_dim": 16},
-    smoke_train=_distillation_smoke_train(),
-    cpu={"projector_dim": 256, "predictor_hidden_dim": 64},
-    cpu_train=_distillation_digits_train(epochs=60),
-    gpu={"projector_dim": 2048, "predictor_hidden_dim": 512},
-    gpu_train=_cifar_train("sgd", 0.06, 5e-4, warmup_epochs=0),
-    digits_views="digits",
-    gpu_view_kwargs={"crop_scale": (0.2, 1.0), "color_strength": 0.5, "blur": False},
+register(
+    Recipe(
+        "simsiam",
+        "SimSiam: predictor + stop-gradient, no momentum encoder (Chen & He 2021)",
+        SimSiam,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DISTILLATION_SMOKE_TRAIN,
+                views="digits",
+                method_kwargs={"projector_dim": 64, "predictor_hidden_dim": 16},
+            ),
+            "cpu": on_digits(
+                width=32,
+                train=dataclasses.replace(DISTILLATION_DIGITS_TRAIN, epochs=60),
+                views="digits",
+                method_kwargs={"projector_dim": 256, "predictor_hidden_dim": 64},
+            ),
+            "gpu": on_cifar10(
+                cifar_schedule("sgd", 0.06, 5e-4, warmup_epochs=0),
+                views="simclr",
+                view_kwargs={"crop_scale": (0.2, 1.0), "color_strength": 0.5, "blur": False},
+                method_kwargs={"projector_dim": 2048, "predictor_hidden_dim": 512},
+            ),
+        },
+    )
 )
 
 # DINO on CIFAR-10: AdamW at 5e-4 × batch/256 with 10 warm-up epochs, weight decay 0.04 → 0.4 on a
@@ -309,34 +565,54 @@ _register_family_member(
 # Multi-crop: 2 global 32 px crops + 6 local 16 px crops.
 # On the 8×8 digits (smoke, cpu) multi-crop cannot shrink the crops: 4 digit views of the same size,
 # the first 2 global (seen by the teacher), the other 2 playing the local crops.
-_register_family_member(
-    "dino",
-    "DINO: self-distillation with a centred, sharpened momentum teacher (Caron et al. 2021)",
-    DINO,
-    smoke={
-        "out_dim": 128,
-        "hidden_dim": 128,
-        "bottleneck_dim": 32,
-        "base_momentum": 0.99,
-        "batch_norm": True,
-    },
-    smoke_train=_distillation_smoke_train(),
-    cpu={"out_dim": 256, "hidden_dim": 512, "bottleneck_dim": 128, "base_momentum": 0.99, "batch_norm": True},
-    cpu_train=_distillation_digits_train(epochs=30, grad_clip=3.0),
-    gpu={
-        "out_dim": 4096,
-        "hidden_dim": 2048,
-        "bottleneck_dim": 256,
-        "student_temperature": 0.1,
-        "teacher_temperature": 0.07,
-        "warmup_teacher_temperature": 0.04,
-        "teacher_temperature_warmup": 30 / 200,
-        "base_momentum": 0.996,
-        "freeze_prototypes": 1 / 200,
-    },
-    gpu_train=_cifar_train("adamw", 1e-3, 0.04, final_weight_decay=0.4, grad_clip=3.0),
-    digits_views="digits",
-    digits_view_kwargs={"num_views": 4},
-    gpu_views="multicrop",
-    gpu_view_kwargs={"num_local": 6, "local_size": 16},
+register(
+    Recipe(
+        "dino",
+        "DINO: self-distillation with a centred, sharpened momentum teacher (Caron et al. 2021)",
+        DINO,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DISTILLATION_SMOKE_TRAIN,
+                views="digits",
+                view_kwargs={"num_views": 4},
+                method_kwargs={
+                    "out_dim": 128,
+                    "hidden_dim": 128,
+                    "bottleneck_dim": 32,
+                    "base_momentum": 0.99,
+                    "batch_norm": True,
+                },
+            ),
+            "cpu": on_digits(
+                width=32,
+                train=dataclasses.replace(DISTILLATION_DIGITS_TRAIN, epochs=30, grad_clip=3.0),
+                views="digits",
+                view_kwargs={"num_views": 4},
+                method_kwargs={
+                    "out_dim": 256,
+                    "hidden_dim": 512,
+                    "bottleneck_dim": 128,
+                    "base_momentum": 0.99,
+                    "batch_norm": True,
+                },
+            ),
+            "gpu": on_cifar10(
+                cifar_schedule("adamw", 1e-3, 0.04, final_weight_decay=0.4, grad_clip=3.0),
+                views="multicrop",
+                view_kwargs={"num_local": 6, "local_size": 16},
+                method_kwargs={
+                    "out_dim": 4096,
+                    "hidden_dim": 2048,
+                    "bottleneck_dim": 256,
+                    "student_temperature": 0.1,
+                    "teacher_temperature": 0.07,
+                    "warmup_teacher_temperature": 0.04,
+                    "teacher_temperature_warmup": 30 / 200,
+                    "base_momentum": 0.996,
+                    "freeze_prototypes": 1 / 200,
+                },
+            ),
+        },
+    )
 )

@@ -1,6 +1,7 @@
-"""Run a recipe end to end (train → evaluate against baselines → figures → results.json).
+"""Run a recipe end to end (train → evaluate against baselines → figures → results.json), evaluate or
+export what a run trained.
 
-This is what ``sslcookbook run`` and the recipe cards call.
+This is what ``sslcookbook run | eval | export`` and the recipe cards call.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -16,8 +18,10 @@ import torch
 from . import data as datasets
 from . import distributed
 from .evaluate import compare_baselines, embed
-from .profiles import active_profile, default_device
-from .recipes import get_recipe
+from .methods import SSLMethod
+from .models import export_backbone
+from .profiles import default_device
+from .recipes import Resolved, get_recipe
 from .train import fit, load_checkpoint
 
 
@@ -60,8 +64,15 @@ def run_recipe(
     figures: bool = True,
     download: bool = False,
     sync_bn: bool = False,
+    overrides: Mapping[str, object] | None = None,
 ) -> dict:
     """Train recipe ``name`` on the profile's data, evaluate, write ``out/results.json`` and figures.
+
+    ``overrides`` change any knob by dotted key (``{"train.lr": 0.1, "method.temperature": 0.2}``, see
+    ``Recipe.resolve``); ``data``, ``epochs`` and ``sync_bn`` are shorthands for ``data``,
+    ``train.epochs`` and ``train.sync_bn``. The resolved setting is written to ``out/config.json``
+    (what ``sslcookbook show`` prints) and the overrides go into the checkpoint, so ``eval`` and
+    ``export`` rebuild the same method.
 
     Returns the results dict: ``recipe, data, profile, epochs, seconds`` and, for the SSL encoder and
     the ``raw``-pixel and ``random``-init baselines, linear-probe top-1 at 1, 10 and all labels per
@@ -70,18 +81,28 @@ def run_recipe(
     Under ``torchrun --nproc_per_node=N`` every rank trains on 1/N of each batch (DDP; ``sync_bn``
     for SyncBatchNorm) and rank 0 evaluates and writes the results; the other ranks return ``{}``.
     """
-    recipe = get_recipe(name)
-    profile = active_profile(profile)
-    setting = recipe.setting(profile)
-    data = data or setting.data
+    shorthands = {"data": data, "train.epochs": epochs, "train.sync_bn": sync_bn or None}
+    overrides = merge_overrides({k: v for k, v in shorthands.items() if v is not None}, overrides)
+    resolved = get_recipe(name).resolve(profile, overrides)
+    setting, profile = resolved.setting, resolved.profile
+    data = setting.data
     device = distributed.init_from_env(device)
     out = Path(out or Path("runs") / f"{name}-{data.replace(':', '_').replace('/', '_')}-{profile}")
+    if distributed.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "config.json", resolved.to_dict())
     train_ds, test_ds = load_splits(data, setting.train_subset, setting.test_subset, download=download)
     torch.manual_seed(setting.train.seed)  # the initial weights are part of the recipe
-    method = recipe.build(profile, in_channels=train_ds.image_shape[0])
-    views = recipe.views(train_ds.image_shape, profile)
-    config = setting.train.replace(epochs=epochs, sync_bn=sync_bn or None)
-    meta = {"recipe": name, "profile": profile, "data": data, "in_channels": train_ds.image_shape[0]}
+    method = resolved.build(in_channels=train_ds.image_shape[0])
+    views = resolved.views(train_ds.image_shape)
+    config = setting.train
+    meta = {
+        "recipe": name,
+        "profile": profile,
+        "data": data,
+        "in_channels": train_ds.image_shape[0],
+        "overrides": overrides,
+    }
 
     start = time.perf_counter()
     history = fit(
@@ -109,29 +130,63 @@ def run_recipe(
         "final_loss": history.losses[-1] if history.losses else None,
     }
     results.update(_evaluate(method, train_ds, test_ds, device))
-    out.mkdir(parents=True, exist_ok=True)
     if figures:
         results["figures"] = _figures(method, history, train_ds, test_ds, results, out, device)
     _write_json(out / "results.json", results)
     return results
 
 
-def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, device: str | None = None) -> dict:
-    """Rebuild the method stored in a checkpoint written by ``run_recipe`` and evaluate it."""
+def merge_overrides(shorthands: Mapping[str, object], overrides: Mapping[str, object] | None) -> dict:
+    """``shorthands`` (from flags such as ``--epochs``) and ``overrides``; the same key twice with two
+    different values is an error rather than a silent choice."""
+    merged = dict(shorthands)
+    for key, value in (overrides or {}).items():
+        if key in merged and merged[key] != value:
+            raise ValueError(f"{key} is given twice ({merged[key]!r} and {value!r}): keep one")
+        merged[key] = value
+    return merged
+
+
+def load_trained_method(path: str | os.PathLike) -> tuple[SSLMethod, Resolved, dict]:
+    """Rebuild the method in a checkpoint written by ``run_recipe``: ``(method, resolved setting, state)``."""
     state = load_checkpoint(path)
     meta = state.get("meta") or {}
     if "recipe" not in meta:
         raise ValueError(f"{path} has no recipe metadata: evaluate it in Python with sslcookbook.evaluate")
-    recipe = get_recipe(meta["recipe"])
-    method = recipe.build(meta["profile"], in_channels=meta["in_channels"])
+    resolved = get_recipe(meta["recipe"]).resolve(meta["profile"], meta.get("overrides"))
+    method = resolved.build(in_channels=meta["in_channels"])
     method.load_state_dict(state["method"])
-    setting = recipe.setting(meta["profile"])
+    return method, resolved, state
+
+
+def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, device: str | None = None) -> dict:
+    """Rebuild the method stored in a checkpoint written by ``run_recipe`` and evaluate it."""
+    method, resolved, state = load_trained_method(path)
+    meta, setting = state["meta"], resolved.setting
     train_ds, test_ds = load_splits(data or meta["data"], setting.train_subset, setting.test_subset)
     device = default_device(device)
     method.to(device)
     results = {**meta, "checkpoint": str(path), "epochs_trained": state["epoch"]}
     results.update(_evaluate(method, train_ds, test_ds, device))
     return results
+
+
+def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the trained backbone of a ``run_recipe`` checkpoint to ``out`` (safetensors) with the
+    metadata ``sslcookbook.models.load_backbone`` rebuilds it from."""
+    method, resolved, state = load_trained_method(path)
+    meta, setting = state["meta"], resolved.setting
+    return export_backbone(
+        method.backbone,
+        out,
+        name=setting.backbone,
+        kwargs=setting.backbone_kwargs,
+        in_channels=meta["in_channels"],
+        recipe=resolved.recipe,
+        profile=resolved.profile,
+        data=meta["data"],
+        epochs_trained=state["epoch"],
+    )
 
 
 def _evaluate(method, train_ds, test_ds, device) -> dict:
