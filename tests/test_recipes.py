@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sslcookbook import augment
 from sslcookbook.profiles import PROFILES
-from sslcookbook.recipes import RECIPES, VIEW_BUILDERS, get_recipe
+from sslcookbook.recipes import RECIPES, get_recipe
 from sslcookbook.train import TrainConfig
 
 GOLDEN = Path(__file__).parent / "data" / "recipe_settings.json"
@@ -78,10 +77,6 @@ def test_recipe_views_build_for_its_data(key):
     shape = (1, 8, 8) if RECIPES[name].setting(profile).data == "digits" else (3, 32, 32)
     views = RECIPES[name].views(shape, profile)
     assert views.num_views >= 2
-
-
-def test_every_view_preset_has_its_builder():
-    assert sorted(VIEW_BUILDERS) == sorted(augment.PRESETS)
 
 
 def test_resolve_applies_overrides_and_leaves_the_table_alone():

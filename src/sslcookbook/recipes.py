@@ -24,12 +24,6 @@ from .profiles import PROFILES, active_profile
 from .train import TrainConfig
 
 # The builder behind each name of ``augment.preset``: its signature lists the ``views.<argument>`` keys.
-VIEW_BUILDERS: dict[str, Callable] = {
-    "simclr": augment.simclr,
-    "byol": augment.byol,
-    "multicrop": augment.multicrop,
-    "digits": augment.digits_views,
-}
 # Keys outside the dotted groups, with a value of the type each expects (None: any).
 _TOP_LEVEL_KEYS = {"data": "", "train_subset": None, "test_subset": None, "backbone": "", "views": ""}
 
@@ -72,7 +66,7 @@ class Resolved:
     def to_dict(self) -> dict:
         """The setting as JSON values, every argument listed with its default: ``sslcookbook show``."""
         s = self.setting
-        views = {**_arguments(VIEW_BUILDERS[s.views]), **s.view_kwargs, "strength": s.view_strength}
+        views = {**_arguments(augment.PRESETS[s.views]), **s.view_kwargs, "strength": s.view_strength}
         return _jsonable(
             {
                 "recipe": self.recipe,
@@ -120,8 +114,8 @@ class Recipe:
         backbone, views = overrides.pop("backbone", s.backbone), overrides.pop("views", s.views)
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
-        if views not in VIEW_BUILDERS:
-            raise ValueError(f"unknown view preset {views!r}: choose one of {', '.join(VIEW_BUILDERS)}")
+        if views not in augment.PRESETS:
+            raise ValueError(f"unknown view preset {views!r}: choose one of {', '.join(augment.PRESETS)}")
         valid = override_keys(self.method, backbone, views)
         groups: dict[str, dict] = {
             "backbone": dict(s.backbone_kwargs) if backbone == s.backbone else {},
@@ -167,7 +161,7 @@ def override_keys(method: Callable, backbone: str, views: str) -> dict[str, obje
         **_TOP_LEVEL_KEYS,
         **{f"backbone.{a}": v for a, v in _arguments(BACKBONES[backbone], "in_channels").items()},
         **{f"method.{a}": v for a, v in _arguments(method).items()},
-        **{f"views.{a}": v for a, v in _arguments(VIEW_BUILDERS[views]).items()},
+        **{f"views.{a}": v for a, v in _arguments(augment.PRESETS[views]).items()},
         **{f"train.{f}": v for f, v in defaults.items()},
     }
 

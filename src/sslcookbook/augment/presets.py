@@ -277,7 +277,13 @@ def digits_views(strength: float = 1.0, size: Size | None = None, num_views: int
     return MultiView([view] * num_views)
 
 
-PRESETS = ("simclr", "byol", "multicrop", "digits")
+#: Each preset's name and the function that builds it (its arguments are the preset's knobs).
+PRESETS: dict[str, Callable[..., MultiView]] = {
+    "simclr": simclr,
+    "byol": byol,
+    "multicrop": multicrop,
+    "digits": digits_views,
+}
 #: The smallest image side at which the crop-and-colour presets (simclr, byol, multicrop) make sense.
 MIN_CROP_COLOUR_SIDE = 16
 
@@ -310,5 +316,4 @@ def preset(name: str, image_shape: Sequence[int], strength: float = 1.0, **kwarg
             f"smaller than {MIN_CROP_COLOUR_SIDE} px (affine and intensity views; crops, flips and colour "
             "jitter would destroy them)"
         )
-    builder = {"simclr": simclr, "byol": byol, "multicrop": multicrop}[name]
-    return builder(size, strength=strength, **kwargs)
+    return PRESETS[name](size, strength=strength, **kwargs)

@@ -13,10 +13,6 @@ import torch.nn.functional as F
 
 from ._checks import check_views
 
-# methods/distillation.py still imports DINO's loss from here; it lives in losses/dino.py now. Remove this
-# line once that module imports from the package (``from ..losses import dino_loss, update_center``).
-from .dino import dino_loss, update_center  # noqa: F401
-
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor, stop_gradient: bool = True) -> torch.Tensor:
     r"""Negative cosine similarity between predictions and (stop-gradient) targets.
