@@ -2,233 +2,28 @@
 
 Each recipe is a table: one ``Setting`` per profile, built from a few named shared pieces (the digits
 training settings, the CIFAR-10 schedule, the head sizes). Notebooks, recipe cards and the CLI read
-hyper-parameters from here and never keep a second copy. ``Recipe.resolve(profile, overrides)`` applies
-dotted overrides (``train.lr``, ``method.temperature``, ``views.strength``, ``backbone.width``, ``data``)
-and is what ``sslcookbook run`` and ``sslcookbook show`` use.
+hyper-parameters from here and never keep a second copy; ``settings.py`` says what a setting holds and
+how ``--set`` overrides resolve it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import inspect
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
-from torch import nn
-
-from . import augment
-from .methods import BYOL, DCL, DINO, NNCLR, MoCoV2, MoCoV3, SimCLR, SimSiam, SSLMethod, SupCon
-from .models import BACKBONES, build_backbone
-from .profiles import PROFILES, active_profile
+from .methods import BYOL, DCL, DINO, NNCLR, MoCoV2, MoCoV3, SimCLR, SimSiam, SupCon
+from .settings import RECIPES, Recipe, Resolved, Setting, get_recipe, list_recipes, override_keys, register
 from .train import TrainConfig
 
-# The builder behind each name of ``augment.preset``: its signature lists the ``views.<argument>`` keys.
-# Keys outside the dotted groups, with a value of the type each expects (None: any).
-_TOP_LEVEL_KEYS = {"data": "", "train_subset": None, "test_subset": None, "backbone": "", "views": ""}
-
-
-@dataclass(frozen=True)
-class Setting:
-    """Everything one profile of a recipe needs."""
-
-    data: str
-    train: TrainConfig
-    views: str  # the augment.preset name; it must fit the data's images (digits: "digits")
-    backbone: str = "small_cnn"
-    backbone_kwargs: dict = field(default_factory=dict)
-    method_kwargs: dict = field(default_factory=dict)
-    view_strength: float = 1.0
-    view_kwargs: dict = field(default_factory=dict)
-    train_subset: int | None = None  # train on at most this many images (smoke runs)
-    test_subset: int | None = None
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """One recipe's setting for one profile with the user's overrides applied: what a run trains."""
-
-    recipe: str
-    profile: str
-    method: Callable[..., SSLMethod]
-    setting: Setting
-
-    def build(self, in_channels: int = 3) -> SSLMethod:
-        """The method with a fresh backbone for images with ``in_channels`` channels."""
-        s = self.setting
-        net: nn.Module = build_backbone(s.backbone, in_channels, **s.backbone_kwargs)
-        return self.method(net, **s.method_kwargs)
-
-    def views(self, image_shape: tuple[int, int, int]):
-        s = self.setting
-        return augment.preset(s.views, image_shape, strength=s.view_strength, **s.view_kwargs)
-
-    def to_dict(self) -> dict:
-        """The setting as JSON values, every argument listed with its default: ``sslcookbook show``."""
-        s = self.setting
-        views = {**_arguments(augment.PRESETS[s.views]), **s.view_kwargs, "strength": s.view_strength}
-        return _jsonable(
-            {
-                "recipe": self.recipe,
-                "profile": self.profile,
-                "data": s.data,
-                "train_subset": s.train_subset,
-                "test_subset": s.test_subset,
-                "backbone": {
-                    "name": s.backbone,
-                    "arguments": {**_arguments(BACKBONES[s.backbone], "in_channels"), **s.backbone_kwargs},
-                },
-                "method": {
-                    "name": self.method.__name__,
-                    "arguments": {**_arguments(self.method), **s.method_kwargs},
-                },
-                "views": {"preset": s.views, "arguments": views},
-                "train": dataclasses.asdict(s.train),
-            }
-        )
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str
-    method: Callable[..., SSLMethod]
-    settings: dict[str, Setting]
-
-    def setting(self, profile: str | None = None) -> Setting:
-        return self.settings[active_profile(profile)]
-
-    def resolve(self, profile: str | None = None, overrides: Mapping[str, object] | None = None) -> Resolved:
-        """The profile's setting with ``overrides`` applied, e.g. ``{"train.lr": 0.1, "views.strength": 0}``.
-
-        Keys: ``data``, ``train_subset``, ``test_subset``, ``backbone`` (a name; the recipe's backbone
-        arguments are dropped when it changes), ``backbone.<argument>``, ``method.<argument>`` (the method's
-        constructor), ``views`` (a preset name; its arguments are dropped when it changes),
-        ``views.<argument>`` (the preset's builder) and ``train.<field>`` (``TrainConfig``). An unknown key
-        raises a ``KeyError`` listing the valid ones (``override_keys``); a value of the wrong type (an
-        ``int`` argument given ``"ten"``) a ``TypeError``.
-        """
-        profile = active_profile(profile)
-        s = self.setting(profile)
-        overrides = dict(overrides or {})
-        backbone, views = overrides.pop("backbone", s.backbone), overrides.pop("views", s.views)
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
-        if views not in augment.PRESETS:
-            raise ValueError(f"unknown view preset {views!r}: choose one of {', '.join(augment.PRESETS)}")
-        valid = override_keys(self.method, backbone, views)
-        groups: dict[str, dict] = {
-            "backbone": dict(s.backbone_kwargs) if backbone == s.backbone else {},
-            "views": dict(s.view_kwargs) if views == s.views else {},
-            "method": dict(s.method_kwargs),
-            "train": {},
-            "": {},
-        }
-        for key, value in overrides.items():
-            if key not in valid:
-                raise KeyError(_unknown_key_message(key, self.name, list(valid)))
-            _check_type(key, value, valid[key])
-            group, _, argument = key.rpartition(".")
-            groups[group][argument] = value
-        strength = groups["views"].pop("strength", s.view_strength)
-        setting = dataclasses.replace(
-            s,
-            backbone=backbone,
-            backbone_kwargs=groups["backbone"],
-            method_kwargs=groups["method"],
-            views=views,
-            view_strength=strength,
-            view_kwargs=groups["views"],
-            train=dataclasses.replace(s.train, **groups["train"]),
-            **groups[""],
-        )
-        return Resolved(self.name, profile, self.method, setting)
-
-    def build(
-        self, profile: str | None = None, in_channels: int = 3, backbone: str | None = None
-    ) -> SSLMethod:
-        """The method with a fresh backbone for images with ``in_channels`` channels."""
-        return self.resolve(profile, {"backbone": backbone} if backbone else None).build(in_channels)
-
-    def views(self, image_shape: tuple[int, int, int], profile: str | None = None):
-        return self.resolve(profile).views(image_shape)
-
-
-def override_keys(method: Callable, backbone: str, views: str) -> dict[str, object]:
-    """Every key ``Recipe.resolve`` accepts for this method, backbone and view preset, with its default."""
-    defaults = dataclasses.asdict(TrainConfig())
-    return {
-        **_TOP_LEVEL_KEYS,
-        **{f"backbone.{a}": v for a, v in _arguments(BACKBONES[backbone], "in_channels").items()},
-        **{f"method.{a}": v for a, v in _arguments(method).items()},
-        **{f"views.{a}": v for a, v in _arguments(augment.PRESETS[views]).items()},
-        **{f"train.{f}": v for f, v in defaults.items()},
-    }
-
-
-def _check_type(key: str, value: object, default: object) -> None:
-    """``value`` must be of the kind of ``default`` (an int passes for a float); a None default takes any."""
-    for kind, accepted, name in (
-        (bool, (bool,), "True or False"),
-        (int, (int,), "an integer"),
-        (float, (int, float), "a number"),
-        (str, (str,), "a string"),
-        ((tuple, list), (tuple, list), "a tuple such as (0.2, 1.0)"),
-    ):
-        if isinstance(default, kind):
-            if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
-                raise TypeError(f"{key} expects {name}, got {value!r}")
-            return
-
-
-def _arguments(fn: Callable, *skip: str) -> dict:
-    """Named arguments of ``fn`` (a class: its constructor) with their defaults (None when required),
-    leaving out ``skip`` and the module a method wraps (``backbone``)."""
-    return {
-        name: None if p.default is inspect.Parameter.empty else p.default
-        for name, p in inspect.signature(fn).parameters.items()
-        if name not in {"backbone", *skip} and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
-
-
-def _unknown_key_message(key: str, recipe: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown setting {key!r} for recipe {recipe!r}{hint}; valid keys: {', '.join(valid)}"
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return repr(value)
-
-
-RECIPES: dict[str, Recipe] = {}
-
-
-def register(recipe: Recipe) -> Recipe:
-    missing = set(PROFILES) - set(recipe.settings)
-    if missing:
-        raise ValueError(f"recipe {recipe.name!r} lacks settings for profiles {sorted(missing)}")
-    RECIPES[recipe.name] = recipe
-    return recipe
-
-
-def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise KeyError(
-            f"unknown recipe {name!r}: choose one of {', '.join(sorted(RECIPES))} (see `sslcookbook list`)"
-        )
-    return RECIPES[name]
-
-
-def list_recipes() -> list[tuple[str, str]]:
-    return [(r.name, r.description) for r in sorted(RECIPES.values(), key=lambda r: r.name)]
-
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "Resolved",
+    "Setting",
+    "get_recipe",
+    "list_recipes",
+    "override_keys",
+    "register",
+]
 
 # --------------------------------------------------------------------------------------------------
 # Shared pieces: smoke and cpu train a small CNN on the 8×8 digits, gpu the CIFAR ResNet-18 on CIFAR-10
