@@ -1,7 +1,13 @@
 """The trainer: exact resume, atomic checkpoints, optimisers and schedule."""
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,6 +138,62 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["method"]["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+# The child trains CONFIG (2 epochs) with checkpoints; its second torch.save (after epoch 1) writes a
+# few bytes, tells the parent, and blocks until the parent kills it with SIGKILL.
+KILLED_WHILE_SAVING = """
+import sys, time, torch
+sys.path.insert(0, sys.argv[1])
+from test_train import CONFIG, new_method, noisy_views, tiny_data
+from sslcookbook.train import fit
+
+real_save, saves = torch.save, []
+
+def save_then_hang(obj, f):
+    saves.append(1)
+    if len(saves) == 1:
+        return real_save(obj, f)
+    f.write(b"half a checkpoint")
+    f.flush()
+    open(sys.argv[3], "w").close()
+    time.sleep(300)
+
+torch.save = save_then_hang
+fit(new_method(), tiny_data(), noisy_views, CONFIG, device="cpu", checkpoint_dir=sys.argv[2], progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_continues(tmp_path):
+    ckpt_dir, writing = tmp_path / "ckpt", tmp_path / "writing"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WHILE_SAVING, str(Path(__file__).parent), str(ckpt_dir), str(writing)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not writing.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writing.exists(), f"the child never reached its second checkpoint (exit code {child.poll()})"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    partial = [p for p in ckpt_dir.iterdir() if p.name != "last.pt"]
+    assert [p.read_bytes() for p in partial] == [b"half a checkpoint"]  # killed mid-write, beside last.pt
+    state = load_checkpoint(ckpt_dir / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], len(state["history"]["steps"])) == (1, 0, 3)
+
+    resumed = new_method(seed=9)
+    h_resumed = fit(
+        resumed, tiny_data(), noisy_views, CONFIG, device="cpu", checkpoint_dir=ckpt_dir, progress=False
+    )
+    straight = new_method()
+    h_straight = fit(straight, tiny_data(), noisy_views, CONFIG, device="cpu", progress=False)
+    assert_same_parameters(straight, resumed)
+    assert h_resumed.steps == h_straight.steps
 
 
 def test_load_checkpoint_errors(tmp_path):
