@@ -19,6 +19,7 @@ import torch.distributed as dist
 from gloo_group import free_port, run_on_ranks
 from torch import nn
 
+from sslcookbook import distributed
 from sslcookbook.losses import nt_xent
 from sslcookbook.methods import MoCoV3, SimCLR
 from sslcookbook.train import TrainConfig, fit
@@ -151,6 +152,25 @@ def test_fit_on_two_ranks_equals_fit_in_one_process(tmp_path):
     assert [row["loss"] for row in ranks[0]["history"]["steps"]] == pytest.approx(history.losses, rel=1e-5)
     knn = [[row["knn"] for row in r["history"]["epochs"]] for r in ranks]
     assert knn[0] == knn[1] and len(knn[0]) == FIT_CONFIG.epochs
+
+
+def _gloo_threads_after_shutdown(rank: int, out: str):
+    fit(make_simclr(), Images(), fixed_views, FIT_CONFIG.replace(epochs=1), device="cpu", progress=False)
+    distributed.shutdown()
+    threads = [
+        (Path("/proc/self/task") / t / "comm").read_text().strip() for t in os.listdir("/proc/self/task")
+    ]
+    Path(f"{out}.{rank}").write_text("\n".join(sorted(threads)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from Linux's /proc")
+def test_shutdown_stops_the_gloo_threads_before_the_interpreter_exits(tmp_path):
+    """A gloo thread still alive when Python shuts down can take the GIL then and abort the process
+    (the SIGABRT once seen under torchrun). After DDP training and ``shutdown`` none is left."""
+    run_on_ranks(_gloo_threads_after_shutdown, str(tmp_path / "threads"), world=WORLD)
+    for r in range(WORLD):
+        threads = (tmp_path / f"threads.{r}").read_text().split()
+        assert not [t for t in threads if "gloo" in t or "tcpstore" in t], threads
 
 
 @pytest.mark.slow

@@ -49,6 +49,7 @@ def _dispatch(args) -> int:
             print(f"{name:<12} {description}")
         return 0
 
+    from . import distributed
     from .runner import evaluate_checkpoint, format_results, run_recipe
 
     if args.command == "run":
@@ -64,6 +65,7 @@ def _dispatch(args) -> int:
             download=args.download,
             sync_bn=args.sync_bn,
         )
+        distributed.shutdown()  # under torchrun: leave the process group before Python exits
         if not results:  # a non-zero rank under torchrun: rank 0 reports
             return 0
         print(
