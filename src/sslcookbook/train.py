@@ -198,7 +198,8 @@ def fit(
                 log.append({"epoch": epoch, "step": step, **scheduled}, out)
                 step_in_epoch += 1
                 bar.update(1)
-                if log.due(step) and log.flush():
+                if log.due(step):
+                    log.flush()
                     _show(bar, history)
             # epoch end: sync the rows, summarise, monitor, checkpoint
             log.flush()
@@ -352,29 +353,26 @@ class _StepLog:
     def due(self, step: int) -> bool:
         return (step + 1) % self.every == 0
 
-    def flush(self) -> bool:
-        """Move the pending rows to ``history.steps`` as floats (the loss averaged over ranks); raise
-        FloatingPointError at the first non-finite loss. Returns whether there were rows."""
-        rows = self.pending
-        if not rows:
-            return False
+    def flush(self) -> None:
+        """Move the pending rows to ``history.steps`` with floats (the loss averaged over ranks), in
+        one transfer; raise FloatingPointError at the first non-finite loss."""
+        if not self.pending:
+            return
+        rows = [dict(row) for row in self.pending]
         losses = distributed.all_reduce_mean(torch.stack([row["loss"] for row in rows]))
-        slots = [
-            (i, k) for i, row in enumerate(rows) for k, v in row.items() if k != "loss" and _is_tensor(v)
-        ]
-        values = torch.cat([losses.reshape(-1), *(rows[i][k].reshape(1) for i, k in slots)]).tolist()
-        synced = [{**row, "loss": loss} for row, loss in zip(rows, values)]
-        for (i, k), value in zip(slots, values[len(rows) :]):
-            synced[i][k] = value
-        self.history.steps.extend(synced)
+        for row, loss in zip(rows, losses):
+            row["loss"] = loss
+        slots = [(row, key) for row in rows for key, value in row.items() if isinstance(value, torch.Tensor)]
+        for (row, key), value in zip(slots, torch.cat([row[key].reshape(1) for row, key in slots]).tolist()):
+            row[key] = value
+        self.history.steps.extend(rows)
         self.pending = []
-        bad = next((row for row in synced if not math.isfinite(row["loss"])), None)
+        bad = next((row for row in rows if not math.isfinite(row["loss"])), None)
         if bad is not None:
             raise FloatingPointError(
                 f"loss became {bad['loss']} at step {bad['step']} (epoch {bad['epoch']}): lower the "
                 "learning rate or enable gradient clipping (grad_clip)"
             )
-        return True
 
 
 def _deferred(value, device: torch.device):
@@ -383,10 +381,6 @@ def _deferred(value, device: torch.device):
         return value
     value = value.detach()
     return value if value.device == device else value.float().item()
-
-
-def _is_tensor(value) -> bool:
-    return isinstance(value, torch.Tensor)
 
 
 def _epoch_row(history: History, epoch: int, started: float) -> dict:
