@@ -3,10 +3,11 @@
 One loop for every method: batches of uint8 images move to the device once, views are made there in
 batches, ``method.training_step`` returns the loss, the optimiser steps on a warm-up + cosine
 schedule, ``method.after_step`` updates momentum encoders. The step rows stay on the device and reach
-the host every ``log_every`` steps, so nothing waits for the GPU in between. Checkpoints are written
-atomically after every epoch (and on Ctrl-C) and resume exactly: the batch order of epoch e comes from
-a generator seeded with (seed, e) and the views of step t from one seeded with (seed, t), so nothing
-depends on how many times the run was stopped.
+the host every ``log_every`` steps, so nothing waits for the GPU in between; with ``knn_every`` the
+kNN monitor (``monitor.py``) scores the features on held-out images every few epochs. Checkpoints
+are written atomically after every epoch (and on Ctrl-C) and resume exactly: the batch order of
+epoch e comes from a generator seeded with (seed, e) and the views of step t from one seeded with
+(seed, t), so nothing depends on how many times the run was stopped.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .evaluate import embed, knn_accuracy
-from .optim import build_optimizer, warmup_cosine
+from .monitor import KNNMonitor
+from .optim import Schedule, build_optimizer
 from .profiles import default_device
 
 
@@ -152,11 +153,10 @@ def fit(
     images, labels = _device_tensors(dataset, device)
     world, rank = distributed.world_size(), distributed.rank()
     plan = _Plan.of(config, images.shape[0], world)
-    monitor = _KNNMonitor.of(dataset, monitor_data, config) if config.knn_every else None
+    monitor = KNNMonitor.of(dataset, monitor_data, config) if config.knn_every else None
     method.to(device)
     step_module = _data_parallel(method, device, config.sync_bn) if world > 1 else _Step(method)
-    optimizer = _optimizer(method, config)
-    schedule = _Schedule(optimizer, config, plan)
+    optimizer, schedule = _optimizer_and_schedule(method, config, plan)
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
     history, epoch, step_in_epoch = _resume(ckpt_path if resume else None, method, optimizer, device)
     log = _StepLog(history, config.log_every)
@@ -270,8 +270,10 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(f"knn_every must be >= 0 (0 turns the kNN monitor off), got {config.knn_every}")
 
 
-def _optimizer(method: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    return build_optimizer(
+def _optimizer_and_schedule(
+    method, config: TrainConfig, plan: _Plan
+) -> tuple[torch.optim.Optimizer, Schedule]:
+    optimizer = build_optimizer(
         method,
         config.optimizer,
         config.lr,
@@ -280,28 +282,16 @@ def _optimizer(method: torch.nn.Module, config: TrainConfig) -> torch.optim.Opti
         lars_eta=config.lars_eta,
         lars_clip=config.lars_clip,
     )
-
-
-class _Schedule:
-    """Warm-up + cosine learning rate and, with ``final_weight_decay`` (DINO), a cosine weight decay."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, plan: _Plan):
-        self.optimizer, self.config, self.plan = optimizer, config, plan
-        # Indices, not dicts: loading a checkpoint replaces the optimizer's param-group dicts.
-        self.decaying = [i for i, group in enumerate(optimizer.param_groups) if group["weight_decay"] > 0]
-
-    def apply(self, step: int) -> dict:
-        """Set the values of ``step`` on the optimizer; return them for the step's row."""
-        config, total = self.config, self.plan.total_steps
-        lr = warmup_cosine(step, total, self.plan.warmup_steps, config.lr, config.final_lr)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        if config.final_weight_decay is None:
-            return {"lr": lr}
-        wd = warmup_cosine(step, total, 0, config.weight_decay, config.final_weight_decay)
-        for i in self.decaying:
-            self.optimizer.param_groups[i]["weight_decay"] = wd
-        return {"lr": lr, "weight_decay": wd}
+    schedule = Schedule(
+        optimizer,
+        plan.total_steps,
+        plan.warmup_steps,
+        config.lr,
+        config.final_lr,
+        config.weight_decay,
+        config.final_weight_decay,
+    )
+    return optimizer, schedule
 
 
 def _resume(path: Path | None, method, optimizer, device) -> tuple[History, int, int]:
@@ -408,48 +398,6 @@ def _show(bar, history: History) -> None:
     if history.epochs and "knn" in history.epochs[-1]:
         shown["knn"] = f"{history.epochs[-1]['knn']:.3f}"
     bar.set_postfix(shown)
-
-
-class _KNNMonitor:
-    """kNN top-1 (k = 20, cosine) of ``method.embed`` features in eval mode: a seeded memory bank of
-    training images votes for the classes of seeded held-out queries. It uses generators of its own
-    and no training state, so a run with the monitor trains exactly as one without it."""
-
-    def __init__(self, every: int, last_epoch: int, bank, queries):
-        self.every, self.last_epoch = every, last_epoch
-        (self.bank_images, self.bank_labels), (self.query_images, self.query_labels) = bank, queries
-
-    @classmethod
-    def of(cls, dataset, monitor_data, config: TrainConfig) -> _KNNMonitor:
-        g = torch.Generator().manual_seed(config.seed)
-        order = torch.randperm(len(dataset.images), generator=g)
-        if monitor_data is None:  # two disjoint parts of the training set
-            k = min(config.knn_samples, len(order) // 2)
-            bank, queries = (dataset, order[k : 2 * k]), (dataset, order[:k])
-        else:
-            _device_tensors(monitor_data, torch.device("cpu"))  # the same checks as the training data
-            picked = torch.randperm(len(monitor_data.images), generator=g)[: config.knn_samples]
-            bank, queries = (dataset, order[: config.knn_samples]), (monitor_data, picked)
-        bank, queries = _labelled(*bank, "dataset"), _labelled(*queries, "monitor_data")
-        return cls(config.knn_every, config.epochs - 1, bank, queries)
-
-    def due(self, epoch: int) -> bool:
-        return (epoch + 1) % self.every == 0 or epoch == self.last_epoch
-
-    def __call__(self, method: torch.nn.Module) -> float:
-        bank = embed(method.embed, self.bank_images)
-        queries = embed(method.embed, self.query_images)
-        return knn_accuracy(bank, self.bank_labels, queries, self.query_labels)
-
-
-def _labelled(data, idx: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    labels = getattr(data, "labels", None)
-    if not isinstance(labels, torch.Tensor) or labels.numel() == 0 or int(labels.min()) < 0:
-        raise ValueError(
-            f"the kNN monitor (knn_every) needs class labels, but {name} has none: pass "
-            "monitor_data= a labelled data set, or set knn_every=0"
-        )
-    return data.images[idx], labels[idx]
 
 
 class _Step(torch.nn.Module):
