@@ -395,6 +395,13 @@ BAD_INPUTS = {  # id: (data, overrides, number of processes, error, message)
         ValueError,
         r"kNN monitor \(knn_every\) needs class labels.*monitor_data=.*knn_every=0",
     ),
+    "kNN monitor on unlabelled monitor_data": (
+        tiny_data(),
+        {"knn_every": 1, "monitor_data": Unlabelled(tiny_data().images)},
+        1,
+        ValueError,
+        r"needs class labels, but monitor_data has none",
+    ),
     "log_every 0": (tiny_data(), {"log_every": 0}, 1, ValueError, "log_every must be >= 1"),
     "negative final weight decay": (
         tiny_data(),
