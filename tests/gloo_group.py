@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import socket
 
-import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from sslcookbook import distributed
 
 
 def free_port() -> int:
@@ -16,12 +17,13 @@ def free_port() -> int:
 
 
 def _in_group(rank: int, port: int, world: int, worker, args: tuple) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        worker(rank, *args)
-    finally:
-        dist.destroy_process_group()
+    # The environment torchrun gives each rank, so the group starts as under `sslcookbook run`.
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK="0"
+    )
+    distributed.init_from_env("cpu")
+    worker(rank, *args)
+    distributed.shutdown()
 
 
 def run_on_ranks(worker, *args, world: int = 2) -> None:

@@ -19,8 +19,10 @@ import torch.distributed as dist
 from gloo_group import free_port, run_on_ranks
 from torch import nn
 
+from sslcookbook import distributed
 from sslcookbook.losses import nt_xent
-from sslcookbook.methods import MoCoV3
+from sslcookbook.methods import MoCoV3, SimCLR
+from sslcookbook.train import TrainConfig, fit
 
 B, D_IN, WORLD = 8, 12, 2
 
@@ -107,6 +109,64 @@ def test_without_gather_the_gradient_differs(tmp_path):
     halves = [loss_and_grads("nt_xent", v1[s], v2[s], gather=False)[1] for s in (slice(0, 4), slice(4, 8))]
     averaged = [(a + b) / 2 for a, b in zip(*halves)]
     assert not all(torch.allclose(a, b) for a, b in zip(averaged, full))
+
+
+# fit under DDP: every rank takes its half of each batch, the loss is gathered over ranks, the logged
+# loss is averaged over ranks at each sync, and the kNN monitor runs on every rank alike.
+FIT_CONFIG = TrainConfig(epochs=2, batch_size=8, lr=0.5, log_every=3, knn_every=1, knn_samples=8)
+
+
+class Images:
+    def __init__(self):
+        g = torch.Generator().manual_seed(1)
+        self.images = torch.randint(0, 256, (24, 1, 3, 4), dtype=torch.uint8, generator=g)
+        self.labels = torch.arange(24) % 3
+
+
+def fixed_views(images, generator=None):
+    """Views without randomness, so that one process and two ranks see the same views."""
+    x = images.float() / 255
+    return [x, x.flip(-1)]
+
+
+def make_simclr():
+    torch.manual_seed(0)
+    return SimCLR(FlatEncoder(), 16, 8, temperature=0.3, batch_norm=False)  # float32: embed's dtype
+
+
+def _thread_names() -> list[str]:
+    return sorted(
+        (Path("/proc/self/task") / t / "comm").read_text().strip() for t in os.listdir("/proc/self/task")
+    )
+
+
+def _fit_worker(rank: int, out: str):
+    method = make_simclr()
+    history = fit(method, Images(), fixed_views, FIT_CONFIG, device="cpu", progress=False)
+    distributed.shutdown()  # run_on_ranks calls it again: a second call does nothing
+    threads = _thread_names() if Path("/proc/self/task").is_dir() else None
+    torch.save(
+        {"state": method.state_dict(), "history": history.to_dict(), "threads": threads}, f"{out}.{rank}"
+    )
+
+
+def test_fit_on_two_ranks_equals_fit_in_one_process_and_shutdown_stops_gloo(tmp_path):
+    """Also: after DDP training and ``shutdown`` no gloo thread is left. One still alive when Python
+    shuts down can take the GIL then and abort the process (the SIGABRT once seen under torchrun)."""
+    run_on_ranks(_fit_worker, str(tmp_path / "rank"), world=WORLD)
+    ranks = [torch.load(tmp_path / f"rank.{r}") for r in range(WORLD)]
+    single = make_simclr()
+    history = fit(single, Images(), fixed_views, FIT_CONFIG, device="cpu", progress=False)
+    for name, want in single.state_dict().items():
+        for r in ranks:
+            torch.testing.assert_close(r["state"][name], want, rtol=1e-5, atol=1e-6, msg=name)
+    assert ranks[0]["history"]["steps"] == ranks[1]["history"]["steps"]
+    assert [row["loss"] for row in ranks[0]["history"]["steps"]] == pytest.approx(history.losses, rel=1e-5)
+    knn = [[row["knn"] for row in r["history"]["epochs"]] for r in ranks]
+    assert knn[0] == knn[1] and len(knn[0]) == FIT_CONFIG.epochs
+    for r in ranks:
+        if r["threads"] is not None:  # Linux: thread names from /proc
+            assert not [t for t in r["threads"] if "gloo" in t or "tcpstore" in t], r["threads"]
 
 
 @pytest.mark.slow

@@ -1,12 +1,20 @@
 """The trainer: exact resume, atomic checkpoints, optimisers and schedule."""
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 
+from sslcookbook import distributed
 from sslcookbook.methods import SimCLR
+from sslcookbook.methods.base import SSLMethod
 from sslcookbook.models import SmallCNN
 from sslcookbook.optim import LARS, build_optimizer, warmup_cosine
 from sslcookbook.train import TrainConfig, fit, load_checkpoint, save_checkpoint
@@ -82,13 +90,17 @@ def test_two_epochs_equal_one_plus_resume_plus_one(tmp_path):
 
 @pytest.mark.parametrize(
     "config",
-    [CONFIG, CONFIG.replace(optimizer="lars", lars_eta=0.02, lars_clip=True, final_weight_decay=0.4)],
-    ids=["sgd", "lars-clip-wd-schedule"],
+    [
+        CONFIG,
+        CONFIG.replace(log_every=2),
+        CONFIG.replace(optimizer="lars", lars_eta=0.02, lars_clip=True, final_weight_decay=0.4, log_every=1),
+    ],
+    ids=["sgd", "sgd-log-every-2", "lars-clip-wd-schedule"],
 )
 def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path, config):
     data = tiny_data()
     straight = new_method()
-    fit(straight, data, noisy_views, config, device="cpu", progress=False)
+    h_straight = fit(straight, data, noisy_views, config, device="cpu", progress=False)
 
     with pytest.raises(KeyboardInterrupt):
         fit(
@@ -102,10 +114,14 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_is_exact(tmp_path, config):
         )
     state = load_checkpoint(tmp_path / "last.pt")
     assert (state["epoch"], state["step_in_epoch"]) == (1, 1)
+    # Every step before the interrupt, synced: rows still waiting on the device are flushed first.
+    assert [row["step"] for row in state["history"]["steps"]] == [0, 1, 2, 3]
+    assert all(type(row["loss"]) is float for row in state["history"]["steps"])
 
     resumed = new_method(seed=7)
-    fit(resumed, data, noisy_views, config, device="cpu", checkpoint_dir=tmp_path, progress=False)
+    h_resumed = fit(resumed, data, noisy_views, config, device="cpu", checkpoint_dir=tmp_path, progress=False)
     assert_same_parameters(straight, resumed)
+    assert h_resumed.steps == h_straight.steps
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -122,6 +138,62 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["method"]["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+# The child trains CONFIG (2 epochs) with checkpoints; its second torch.save (after epoch 1) writes a
+# few bytes, tells the parent, and blocks until the parent kills it with SIGKILL.
+KILLED_WHILE_SAVING = """
+import sys, time, torch
+sys.path.insert(0, sys.argv[1])
+from test_train import CONFIG, new_method, noisy_views, tiny_data
+from sslcookbook.train import fit
+
+real_save, saves = torch.save, []
+
+def save_then_hang(obj, f):
+    saves.append(1)
+    if len(saves) == 1:
+        return real_save(obj, f)
+    f.write(b"half a checkpoint")
+    f.flush()
+    open(sys.argv[3], "w").close()
+    time.sleep(300)
+
+torch.save = save_then_hang
+fit(new_method(), tiny_data(), noisy_views, CONFIG, device="cpu", checkpoint_dir=sys.argv[2], progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_continues(tmp_path):
+    ckpt_dir, writing = tmp_path / "ckpt", tmp_path / "writing"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WHILE_SAVING, str(Path(__file__).parent), str(ckpt_dir), str(writing)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not writing.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert writing.exists(), f"the child never reached its second checkpoint (exit code {child.poll()})"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    partial = [p for p in ckpt_dir.iterdir() if p.name != "last.pt"]
+    assert [p.read_bytes() for p in partial] == [b"half a checkpoint"]  # killed mid-write, beside last.pt
+    state = load_checkpoint(ckpt_dir / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], len(state["history"]["steps"])) == (1, 0, 3)
+
+    resumed = new_method(seed=9)
+    h_resumed = fit(
+        resumed, tiny_data(), noisy_views, CONFIG, device="cpu", checkpoint_dir=ckpt_dir, progress=False
+    )
+    straight = new_method()
+    h_straight = fit(straight, tiny_data(), noisy_views, CONFIG, device="cpu", progress=False)
+    assert_same_parameters(straight, resumed)
+    assert h_resumed.steps == h_straight.steps
 
 
 def test_load_checkpoint_errors(tmp_path):
@@ -159,16 +231,6 @@ def test_weight_decay_follows_a_cosine_on_decayed_parameters_only(monkeypatch):
     assert [wd for wd, _ in seen] == pytest.approx(expected)
     assert [no_decay for _, no_decay in seen] == [0.0] * total
     assert [row["weight_decay"] for row in history.steps] == pytest.approx(expected)
-    with pytest.raises(ValueError, match="final_weight_decay must be >= 0"):
-        fit(
-            new_method(),
-            tiny_data(),
-            noisy_views,
-            config,
-            final_weight_decay=-1.0,
-            device="cpu",
-            progress=False,
-        )
 
 
 def test_diverging_training_stops_with_a_clear_error():
@@ -176,15 +238,187 @@ def test_diverging_training_stops_with_a_clear_error():
         fit(new_method(), tiny_data(), noisy_views, CONFIG, lr=1e30, device="cpu", progress=False)
 
 
-def test_fit_rejects_float_images():
-    with pytest.raises(TypeError, match="uint8"):
+class SyncFreeMethod(SSLMethod):
+    """Pulls two views' features together, with no input checks: every host sync is the trainer's.
+    From step ``nan_from_step`` on, its loss is NaN."""
+
+    def __init__(self, nan_from_step: int | None = None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = SmallCNN(in_channels=1, width=4)
+        self.nan_from_step, self.steps = nan_from_step, 0
+
+    def training_step(self, views, labels=None):
+        z1, z2 = self.backbone(views[0]), self.backbone(views[1])
+        loss = (z1 - z2).pow(2).mean()
+        if self.nan_from_step is not None and self.steps >= self.nan_from_step:
+            loss = loss * math.nan
+        self.steps += 1
+        return {"loss": loss, "z_std": z1.detach().std()}
+
+
+def test_step_rows_reach_the_host_only_every_log_every_steps(monkeypatch):
+    """12 steps (4 epochs of 3), log_every=5: rows are synced at steps 4 and 9 and at the 4 epoch
+    ends, one conversion each; nothing reads a tensor on the host in between."""
+    reads = {"tolist": 0, "item": 0, "__bool__": 0, "__float__": 0}
+    for name in reads:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            reads[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    history = fit(
+        SyncFreeMethod(),
+        tiny_data(),
+        noisy_views,
+        CONFIG,
+        epochs=4,
+        log_every=5,
+        device="cpu",
+        progress=False,
+    )
+    monkeypatch.undo()
+    assert reads == {"tolist": 6, "item": 0, "__bool__": 0, "__float__": 0}
+    assert [row["step"] for row in history.steps] == list(range(12))
+    assert all(type(row["loss"]) is float and type(row["z_std"]) is float for row in history.steps)
+
+
+def test_a_non_finite_loss_names_the_first_bad_step_and_leaves_the_last_good_checkpoint(tmp_path):
+    """The loss turns NaN at step 7 (epoch 2); with log_every=25 the trainer sees it at the end of epoch
+    2, names step 7, and writes no checkpoint of the diverged weights."""
+    with pytest.raises(FloatingPointError, match=r"at step 7 \(epoch 2\): lower the learning rate"):
         fit(
-            new_method(),
-            TinyData(torch.rand(8, 1, 8, 8), torch.zeros(8)),
+            SyncFreeMethod(nan_from_step=7),
+            tiny_data(),
             noisy_views,
             CONFIG,
+            epochs=4,
+            device="cpu",
+            checkpoint_dir=tmp_path,
             progress=False,
         )
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (2, 0)
+    assert all(math.isfinite(row["loss"]) for row in state["history"]["steps"])
+
+
+def test_knn_monitor_reports_every_n_epochs_and_does_not_change_training():
+    data = tiny_data(n=64)
+    config = CONFIG.replace(epochs=3, knn_every=2, knn_samples=16)
+    watched, unwatched = new_method(), new_method()
+    h_watched = fit(watched, data, noisy_views, config, device="cpu", progress=False)
+    h_unwatched = fit(unwatched, data, noisy_views, config, knn_every=0, device="cpu", progress=False)
+    assert_same_parameters(watched, unwatched)  # BatchNorm statistics included: embedding runs in eval mode
+    assert h_watched.steps == h_unwatched.steps
+    assert [("knn" in row) for row in h_watched.epochs] == [False, True, True]  # every 2 epochs and the last
+    assert all(0.0 <= row["knn"] <= 1.0 for row in h_watched.epochs if "knn" in row)
+    assert not any("knn" in row for row in h_unwatched.epochs)
+    assert watched.training, "the monitor gives the method back in train mode"
+
+
+def test_knn_monitor_on_held_out_data_survives_resume_and_shows_on_the_bar(tmp_path, capsys):
+    data, held_out = tiny_data(n=64), tiny_data(n=40, seed=1)
+    config = CONFIG.replace(knn_every=1, knn_samples=32)
+    straight = new_method()
+    h_straight = fit(straight, data, noisy_views, config, device="cpu", progress=False, monitor_data=held_out)
+    with pytest.raises(KeyboardInterrupt):
+        fit(
+            new_method(),
+            data,
+            views_interrupted_at(6),  # inside the second epoch (4 steps per epoch)
+            config,
+            device="cpu",
+            checkpoint_dir=tmp_path,
+            progress=False,
+            monitor_data=held_out,
+        )
+    resumed = new_method(seed=5)
+    h_resumed = fit(
+        resumed, data, noisy_views, config, device="cpu", checkpoint_dir=tmp_path, monitor_data=held_out
+    )
+    assert_same_parameters(straight, resumed)
+    assert [row["knn"] for row in h_resumed.epochs] == [row["knn"] for row in h_straight.epochs]
+    assert f"knn={h_resumed.epochs[-1]['knn']:.3f}" in capsys.readouterr().err
+
+
+def _float_images(n=8, nan=False):
+    images = torch.rand(n, 1, 8, 8)
+    if nan:
+        images[0, 0, 0, 0] = math.nan
+    return TinyData(images, torch.zeros(n, dtype=torch.long))
+
+
+@dataclass
+class Unlabelled:
+    images: torch.Tensor
+
+
+BAD_INPUTS = {  # id: (data, overrides, number of processes, error, message)
+    "fewer images than one batch": (
+        tiny_data(n=8),
+        {},
+        1,
+        ValueError,
+        r"has 8 images, fewer than one batch \(batch_size=16\): set batch_size to at most 8",
+    ),
+    "batch not divisible by the world size": (
+        tiny_data(),
+        {},
+        3,
+        ValueError,
+        r"batch_size=16 must be divisible by the number of processes \(3\): use a multiple of 3, e.g. 15",
+    ),
+    "NaN images": (_float_images(nan=True), {}, 1, TypeError, r"float32, and they hold NaN values"),
+    "float images": (_float_images(), {}, 1, TypeError, r"needs uint8 images .* \(images \* 255\)"),
+    "no .images": (object(), {}, 1, TypeError, r"no \.images: load one with sslcookbook\.data\.load"),
+    "3-D images": (
+        TinyData(torch.zeros(8, 8, 8, dtype=torch.uint8), torch.zeros(8)),
+        {},
+        1,
+        ValueError,
+        "N×C×H×W",
+    ),
+    "empty data set": (tiny_data(n=0), {}, 1, ValueError, r"the dataset is empty \(0 images\)"),
+    "labels do not match": (
+        TinyData(tiny_data().images, torch.zeros(3)),
+        {},
+        1,
+        ValueError,
+        r"one label per image \(48\)",
+    ),
+    "kNN monitor without labels": (
+        Unlabelled(tiny_data().images),
+        {"knn_every": 1},
+        1,
+        ValueError,
+        r"kNN monitor \(knn_every\) needs class labels.*monitor_data=.*knn_every=0",
+    ),
+    "kNN monitor on unlabelled monitor_data": (
+        tiny_data(),
+        {"knn_every": 1, "monitor_data": Unlabelled(tiny_data().images)},
+        1,
+        ValueError,
+        r"needs class labels, but monitor_data has none",
+    ),
+    "log_every 0": (tiny_data(), {"log_every": 0}, 1, ValueError, "log_every must be >= 1"),
+    "negative final weight decay": (
+        tiny_data(),
+        {"final_weight_decay": -1.0},
+        1,
+        ValueError,
+        "final_weight_decay must be >= 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_a_clear_error_naming_the_fix(case, monkeypatch):
+    data, overrides, world, error, message = BAD_INPUTS[case]
+    monkeypatch.setattr(distributed, "world_size", lambda: world)
+    with pytest.raises(error, match=message):
+        fit(new_method(), data, noisy_views, CONFIG, device="cpu", progress=False, **overrides)
 
 
 def test_warmup_cosine_shape():

@@ -106,6 +106,7 @@ def _dispatch(args) -> int:
         print(json.dumps(resolved.to_dict(), indent=2))
         return 0
 
+    from . import distributed
     from .runner import evaluate_checkpoint, export_checkpoint, format_results, run_recipe
 
     if args.command == "run":
@@ -122,6 +123,7 @@ def _dispatch(args) -> int:
             sync_bn=args.sync_bn,
             overrides=parse_overrides(args.overrides),
         )
+        distributed.shutdown()  # under torchrun: leave the process group before Python exits
         if not results:  # a non-zero rank under torchrun: rank 0 reports
             return 0
         print(

@@ -8,6 +8,8 @@ this makes the loss on W ranks of B/W samples give exactly the gradient of the l
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 
 import torch
@@ -76,5 +78,22 @@ def init_from_env(device: str | torch.device | None = None) -> torch.device:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not is_distributed():
+        # DDP imports torch._dynamo on first use; imported after the group exists, it keeps references
+        # to it, and then not even destroy_process_group frees gloo's threads (see ``shutdown``).
+        importlib.import_module("torch._dynamo")
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+
+
+def shutdown() -> None:
+    """Leave the process group, once this rank has no collective left to run (e.g. at the end of a run).
+
+    Without it the backend's threads (gloo's workers and TCP loop) are still alive when Python shuts
+    down; one that then takes the GIL to free a tensor kills the process with SIGABRT ("terminate
+    called without an active exception", pytorch/pytorch#190489). Call it on success only: a rank that
+    failed mid-collective can hang in it. DDP wrappers sit in reference cycles that hold the group, so
+    they are collected first. Nothing to do without a process group.
+    """
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()

@@ -112,3 +112,36 @@ def warmup_cosine(
     span = max(1, total_steps - warmup_steps)
     t = min(1.0, (step - warmup_steps) / span)
     return final_lr + 0.5 * (base_lr - final_lr) * (1 + math.cos(math.pi * t))
+
+
+class Schedule:
+    """Sets step t's learning rate (``warmup_cosine``) on every param group and, with
+    ``final_weight_decay`` (DINO), a cosine from ``weight_decay`` to it on the groups that decay."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        warmup_steps: int,
+        lr: float,
+        final_lr: float = 0.0,
+        weight_decay: float = 0.0,
+        final_weight_decay: float | None = None,
+    ):
+        self.optimizer, self.total_steps, self.warmup_steps = optimizer, total_steps, warmup_steps
+        self.lr, self.final_lr = lr, final_lr
+        self.weight_decay, self.final_weight_decay = weight_decay, final_weight_decay
+        # Indices, not dicts: loading a checkpoint replaces the optimizer's param-group dicts.
+        self.decaying = [i for i, group in enumerate(optimizer.param_groups) if group["weight_decay"] > 0]
+
+    def apply(self, step: int) -> dict:
+        """Set the values of ``step`` on the optimizer; return them (for the step's log row)."""
+        lr = warmup_cosine(step, self.total_steps, self.warmup_steps, self.lr, self.final_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.final_weight_decay is None:
+            return {"lr": lr}
+        wd = warmup_cosine(step, self.total_steps, 0, self.weight_decay, self.final_weight_decay)
+        for i in self.decaying:
+            self.optimizer.param_groups[i]["weight_decay"] = wd
+        return {"lr": lr, "weight_decay": wd}

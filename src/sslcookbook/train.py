@@ -2,10 +2,12 @@
 
 One loop for every method: batches of uint8 images move to the device once, views are made there in
 batches, ``method.training_step`` returns the loss, the optimiser steps on a warm-up + cosine
-schedule, ``method.after_step`` updates momentum encoders. Checkpoints are written atomically after
-every epoch (and on Ctrl-C) and resume exactly: the batch order of epoch e comes from a generator
-seeded with (seed, e) and the views of step t from one seeded with (seed, t), so nothing depends on
-how many times the run was stopped.
+schedule, ``method.after_step`` updates momentum encoders. The step rows stay on the device and reach
+the host every ``log_every`` steps, so nothing waits for the GPU in between; with ``knn_every`` the
+kNN monitor (``monitor.py``) scores the features on held-out images every few epochs. Checkpoints
+are written atomically after every epoch (and on Ctrl-C) and resume exactly: the batch order of
+epoch e comes from a generator seeded with (seed, e) and the views of step t from one seeded with
+(seed, t), so nothing depends on how many times the run was stopped.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .optim import build_optimizer, warmup_cosine
+from .monitor import KNNMonitor
+from .optim import Schedule, build_optimizer
 from .profiles import default_device
 
 
@@ -48,6 +51,9 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
+    log_every: int = 25  # steps between host syncs: step rows (and the non-finite check) land then
+    knn_every: int = 0  # kNN top-1 on held-out images every this many epochs and after the last; 0: off
+    knn_samples: int = 1000  # images in the kNN monitor's memory bank, and as many queries
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -72,6 +78,11 @@ def _seeded(seed: int, stream: int, index: int, device: torch.device) -> torch.G
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + stream * 7_919 + index) % (2**63))
     return g
+
+
+def _epoch_order(seed: int, epoch: int, n: int, device: torch.device) -> torch.Tensor:
+    """The permutation of the ``n`` images that epoch ``epoch`` reads its batches from."""
+    return torch.randperm(n, generator=_seeded(seed, 0, epoch, torch.device("cpu"))).to(device)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
@@ -120,6 +131,7 @@ def fit(
     progress: bool = True,
     on_epoch_end: Callable[[int, torch.nn.Module], dict] | None = None,
     meta: dict | None = None,
+    monitor_data=None,
     **overrides,
 ) -> History:
     """Train ``method`` on ``dataset`` (``.images`` uint8 N×C×H×W, ``.labels``) with ``views``.
@@ -131,31 +143,136 @@ def fit(
             is loaded and training continues from where it stopped.
         on_epoch_end: optional ``f(epoch, method) -> dict`` of metrics stored in the epoch's history row.
         meta: anything JSON-like stored in the checkpoint to rebuild the method later (recipe, data...).
+        monitor_data: labelled images whose kNN top-1 the monitor reports (``config.knn_every``), e.g.
+            the test split; by default a seeded part of ``dataset`` disjoint from the memory bank.
     Returns:
         the ``History`` (also stored in the checkpoint).
     """
     config = (config or TrainConfig()).replace(**overrides)
     device = default_device(device)
     images, labels = _device_tensors(dataset, device)
-    n = images.shape[0]
-    if n < 2:
-        raise ValueError(f"the dataset has {n} images: self-supervised training needs at least 2")
-    if config.final_weight_decay is not None and config.final_weight_decay < 0:
-        raise ValueError(f"final_weight_decay must be >= 0, got {config.final_weight_decay}")
-    batch_size = min(config.batch_size, n)
     world, rank = distributed.world_size(), distributed.rank()
-    if batch_size % world:
-        raise ValueError(f"batch size {batch_size} must be divisible by the number of processes ({world})")
-    local_batch = batch_size // world
-    steps_per_epoch = n // batch_size
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total_steps = config.epochs * steps_per_epoch
-    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
-    use_amp = device.type == "cuda" if config.amp is None else config.amp
-
+    plan = _Plan.of(config, images.shape[0], world)
+    monitor = KNNMonitor.of(dataset, monitor_data, config) if config.knn_every else None
     method.to(device)
     step_module = _data_parallel(method, device, config.sync_bn) if world > 1 else _Step(method)
+    optimizer, schedule = _optimizer_and_schedule(method, config, plan)
+    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
+    history, epoch, step_in_epoch = _resume(ckpt_path if resume else None, method, optimizer, device)
+    log = _StepLog(history, config.log_every)
+    use_amp = device.type == "cuda" if config.amp is None else config.amp  # bf16 autocast
+
+    def checkpoint() -> None:
+        log.flush()  # a checkpoint holds every step row so far, all of them on the host
+        if ckpt_path is not None and rank == 0:
+            state = _checkpoint_state(method, optimizer, history, epoch, step_in_epoch, config, meta)
+            save_checkpoint(ckpt_path, state)
+
+    bar = _progress_bar(method, plan, epoch * plan.steps_per_epoch + step_in_epoch, progress and rank == 0)
+    try:
+        while epoch < config.epochs:
+            method.train()
+            order, started = _epoch_order(config.seed, epoch, images.shape[0], device), time.perf_counter()
+            while step_in_epoch < plan.steps_per_epoch:
+                step = epoch * plan.steps_per_epoch + step_in_epoch
+                # schedule: this step's learning rate (and weight decay)
+                scheduled = schedule.apply(step)
+                # batch: this rank's share of the step's slice of the epoch's permutation
+                idx = order[plan.rows(step_in_epoch, rank)]
+                # views: augmented on the device, from a generator seeded with the step and rank
+                view_generator = _seeded(config.seed, 1, step * world + rank, device)
+                batch_views = views(images[idx], generator=view_generator)
+                # loss (DDP averages the gradients over ranks in backward)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    out = step_module(batch_views, labels[idx])
+                # step
+                optimizer.zero_grad(set_to_none=True)
+                out["loss"].backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
+                optimizer.step()
+                # EMA: momentum encoders follow the online ones
+                if hasattr(method, "after_step"):
+                    method.after_step((step + 1) / plan.total_steps)
+                # log: the row keeps its tensors on the device until the next sync
+                log.append({"epoch": epoch, "step": step, **scheduled}, out)
+                step_in_epoch += 1
+                bar.update(1)
+                if log.due(step):
+                    log.flush()
+                    _show(bar, history)
+            # epoch end: sync the rows, summarise, monitor, checkpoint
+            log.flush()
+            summary = _epoch_row(history, epoch, started)
+            if monitor is not None and monitor.due(epoch):
+                summary["knn"] = monitor(method)
+            if on_epoch_end is not None:
+                summary.update(on_epoch_end(epoch, method) or {})
+                method.train()
+            history.epochs.append(summary)
+            _show(bar, history)
+            epoch, step_in_epoch = epoch + 1, 0
+            checkpoint()
+    except KeyboardInterrupt:
+        checkpoint()
+        bar.close()
+        _say_how_to_resume(ckpt_path)
+        raise
+    bar.close()
+    return history
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How the data splits into steps: ``steps_per_epoch`` batches of ``batch_size`` images, each rank
+    taking ``local_batch`` of them; ``warmup_steps`` of the ``total_steps`` warm the learning rate up."""
+
+    batch_size: int
+    local_batch: int
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+    @classmethod
+    def of(cls, config: TrainConfig, n: int, world: int) -> _Plan:
+        _check_config(config)
+        if n < config.batch_size:
+            raise ValueError(
+                f"the dataset has {n} images, fewer than one batch (batch_size={config.batch_size}): "
+                f"set batch_size to at most {n} (fit(..., batch_size={n}); CLI: --set train.batch_size={n}) "
+                "or train on more images"
+            )
+        if config.batch_size % world:
+            lower = config.batch_size // world * world
+            raise ValueError(
+                f"batch_size={config.batch_size} must be divisible by the number of processes ({world}): "
+                f"use a multiple of {world}, e.g. {lower or world} or {lower + world}"
+            )
+        steps = n // config.batch_size
+        if config.max_steps_per_epoch:
+            steps = min(steps, config.max_steps_per_epoch)
+        warmup = round(config.warmup_epochs * steps)
+        return cls(config.batch_size, config.batch_size // world, steps, config.epochs * steps, warmup)
+
+    def rows(self, step_in_epoch: int, rank: int) -> slice:
+        """Where this rank's images of the step sit in the epoch's permutation."""
+        start = step_in_epoch * self.batch_size + rank * self.local_batch
+        return slice(start, start + self.local_batch)
+
+
+def _check_config(config: TrainConfig) -> None:
+    if config.final_weight_decay is not None and config.final_weight_decay < 0:
+        raise ValueError(f"final_weight_decay must be >= 0, got {config.final_weight_decay}")
+    for name in ("batch_size", "log_every", "knn_samples"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.knn_every < 0:
+        raise ValueError(f"knn_every must be >= 0 (0 turns the kNN monitor off), got {config.knn_every}")
+
+
+def _optimizer_and_schedule(
+    method, config: TrainConfig, plan: _Plan
+) -> tuple[torch.optim.Optimizer, Schedule]:
     optimizer = build_optimizer(
         method,
         config.optimizer,
@@ -165,114 +282,122 @@ def fit(
         lars_eta=config.lars_eta,
         lars_clip=config.lars_clip,
     )
-    # Indices, not dicts: loading a checkpoint replaces the optimizer's param-group dicts.
-    decaying_groups = [i for i, group in enumerate(optimizer.param_groups) if group["weight_decay"] > 0]
-    history, epoch, step_in_epoch = History(), 0, 0
-    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
-    if ckpt_path is not None and resume and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = History(**state["history"])
-        epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
+    schedule = Schedule(
+        optimizer,
+        plan.total_steps,
+        plan.warmup_steps,
+        config.lr,
+        config.final_lr,
+        config.weight_decay,
+        config.final_weight_decay,
+    )
+    return optimizer, schedule
 
-    def checkpoint() -> None:
-        if ckpt_path is None or rank != 0:
-            return
-        save_checkpoint(
-            ckpt_path,
-            {
-                "method": method.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "history": history.to_dict(),
-                "epoch": epoch,
-                "step_in_epoch": step_in_epoch,
-                "config": dataclasses.asdict(config),
-                "torch_rng": torch.get_rng_state(),
-                "meta": meta or {},
-            },
+
+def _resume(path: Path | None, method, optimizer, device) -> tuple[History, int, int]:
+    """Load the checkpoint at ``path`` (if there is one) into ``method`` and ``optimizer``;
+    return the history and where to continue (epoch, step in the epoch)."""
+    if path is None or not path.exists():
+        return History(), 0, 0
+    state = load_checkpoint(path, map_location=device)
+    method.load_state_dict(state["method"])
+    optimizer.load_state_dict(state["optimizer"])
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
+    return History(**state["history"]), state["epoch"], state["step_in_epoch"]
+
+
+def _say_how_to_resume(ckpt_path: Path | None) -> None:
+    if ckpt_path is not None:
+        print(
+            f"\ninterrupted: checkpoint saved to {ckpt_path}; call fit again with the same "
+            "checkpoint_dir (CLI: the same --out and --resume) to continue"
         )
 
-    bar = tqdm(
-        total=total_steps,
-        initial=epoch * steps_per_epoch + step_in_epoch,
-        disable=not progress or rank != 0,
-        desc=type(method).__name__,
-        unit="step",
-        dynamic_ncols=True,
+
+def _checkpoint_state(method, optimizer, history: History, epoch, step_in_epoch, config, meta) -> dict:
+    return {
+        "method": method.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "history": history.to_dict(),
+        "epoch": epoch,
+        "step_in_epoch": step_in_epoch,
+        "config": dataclasses.asdict(config),
+        "torch_rng": torch.get_rng_state(),
+        "meta": meta or {},
+    }
+
+
+class _StepLog:
+    """Step rows whose tensors stay on the device until ``flush``: one host sync every ``log_every``
+    steps (and at epoch ends, checkpoints and Ctrl-C) instead of one per step."""
+
+    def __init__(self, history: History, every: int):
+        self.history, self.every, self.pending = history, every, []
+
+    def append(self, row: dict, out: dict) -> None:
+        loss = out["loss"].detach()
+        logged = {k: _deferred(v, loss.device) for k, v in out.items() if k != "loss"}
+        self.pending.append({**row, "loss": loss, **logged})
+
+    def due(self, step: int) -> bool:
+        return (step + 1) % self.every == 0
+
+    def flush(self) -> None:
+        """Move the pending rows to ``history.steps`` with floats (the loss averaged over ranks), in
+        one transfer; raise FloatingPointError at the first non-finite loss."""
+        if not self.pending:
+            return
+        rows = [dict(row) for row in self.pending]
+        losses = distributed.all_reduce_mean(torch.stack([row["loss"] for row in rows]))
+        for row, loss in zip(rows, losses):
+            row["loss"] = loss
+        slots = [(row, key) for row in rows for key, value in row.items() if isinstance(value, torch.Tensor)]
+        for (row, key), value in zip(slots, torch.cat([row[key].reshape(1) for row, key in slots]).tolist()):
+            row[key] = value
+        self.history.steps.extend(rows)
+        self.pending = []
+        bad = next((row for row in rows if not math.isfinite(row["loss"])), None)
+        if bad is not None:
+            raise FloatingPointError(
+                f"loss became {bad['loss']} at step {bad['step']} (epoch {bad['epoch']}): lower the "
+                "learning rate or enable gradient clipping (grad_clip)"
+            )
+
+
+def _deferred(value, device: torch.device):
+    """A logged value as it waits for the next sync: device tensors detached, anything else as a float."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    value = value.detach()
+    return value if value.device == device else value.float().item()
+
+
+def _epoch_row(history: History, epoch: int, started: float) -> dict:
+    rows = [row for row in history.steps if row["epoch"] == epoch]
+    return {
+        "epoch": epoch,
+        "loss": sum(row["loss"] for row in rows) / len(rows) if rows else math.nan,
+        "lr": rows[-1]["lr"] if rows else None,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _progress_bar(method, plan: _Plan, done: int, enabled: bool):
+    name = type(method).__name__
+    return tqdm(
+        total=plan.total_steps, initial=done, disable=not enabled, desc=name, unit="step", dynamic_ncols=True
     )
-    try:
-        while epoch < config.epochs:
-            method.train()
-            order = torch.randperm(n, generator=_seeded(config.seed, 0, epoch, torch.device("cpu"))).to(
-                device
-            )
-            t0 = time.perf_counter()
-            while step_in_epoch < steps_per_epoch:
-                global_step = epoch * steps_per_epoch + step_in_epoch
-                lr = warmup_cosine(global_step, total_steps, warmup_steps, config.lr, config.final_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if config.final_weight_decay is not None:
-                    wd = warmup_cosine(
-                        global_step, total_steps, 0, config.weight_decay, config.final_weight_decay
-                    )
-                    for i in decaying_groups:
-                        optimizer.param_groups[i]["weight_decay"] = wd
-                start = step_in_epoch * batch_size + rank * local_batch
-                idx = order[start : start + local_batch]
-                view_seed = _seeded(config.seed, 1, global_step * world + rank, device)
-                batch_views = views(images[idx], generator=view_seed)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out = step_module(batch_views, labels[idx])
-                loss = out["loss"]
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss became {loss.item()} at epoch {epoch}, step {step_in_epoch}: "
-                        "lower the learning rate or enable gradient clipping (grad_clip)"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
-                optimizer.step()
-                if hasattr(method, "after_step"):
-                    method.after_step((global_step + 1) / total_steps)
-                logged_loss = distributed.all_reduce_mean(loss.detach()).item()
-                row = {"epoch": epoch, "step": global_step, "lr": lr, "loss": logged_loss}
-                if config.final_weight_decay is not None:
-                    row["weight_decay"] = wd
-                row.update({k: _scalar(v) for k, v in out.items() if k != "loss"})
-                history.steps.append(row)
-                step_in_epoch += 1
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4f}")
-            epoch_losses = [r["loss"] for r in history.steps if r["epoch"] == epoch]
-            summary = {
-                "epoch": epoch,
-                "loss": _mean(epoch_losses),
-                "lr": lr if steps_per_epoch else None,
-                "seconds": time.perf_counter() - t0,
-            }
-            if on_epoch_end is not None:
-                summary.update(on_epoch_end(epoch, method) or {})
-                method.train()
-            history.epochs.append(summary)
-            epoch, step_in_epoch = epoch + 1, 0
-            checkpoint()
-    except KeyboardInterrupt:
-        checkpoint()
-        bar.close()
-        if ckpt_path is not None:
-            print(
-                f"\ninterrupted: checkpoint saved to {ckpt_path}; call fit again with the same "
-                "checkpoint_dir (CLI: the same --out and --resume) to continue"
-            )
-        raise
-    bar.close()
-    return history
+
+
+def _show(bar, history: History) -> None:
+    """The latest synced loss (and kNN top-1, when monitored) on the progress bar."""
+    shown = {}
+    if history.steps:
+        shown.update(epoch=history.steps[-1]["epoch"], loss=f"{history.steps[-1]['loss']:.4f}")
+    if history.epochs and "knn" in history.epochs[-1]:
+        shown["knn"] = f"{history.epochs[-1]['knn']:.3f}"
+    bar.set_postfix(shown)
 
 
 class _Step(torch.nn.Module):
@@ -301,19 +426,28 @@ def _data_parallel(method: torch.nn.Module, device: torch.device, sync_bn: bool)
 
 
 def _device_tensors(dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data set's images and labels (-1 where it has none) on ``device``, after checking them."""
     images, labels = getattr(dataset, "images", None), getattr(dataset, "labels", None)
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+    fix = "load one with sslcookbook.data.load or wrap tensors in sslcookbook.data.ImageDataset"
+    if not isinstance(images, torch.Tensor):
+        got = "no .images" if images is None else f".images of type {type(images).__name__}"
+        raise TypeError(f"fit() needs a dataset with .images, a uint8 tensor N×C×H×W; got {got}: {fix}")
+    if images.dim() != 4:
+        raise ValueError(f"dataset.images must be N×C×H×W, got shape {tuple(images.shape)}: {fix}")
+    if images.dtype != torch.uint8:
+        has_nan = images.is_floating_point() and bool(images.isnan().any())
+        nan = ", and they hold NaN values (fix those first)" if has_nan else ""
         raise TypeError(
-            "fit() needs a dataset with .images as a uint8 tensor N×C×H×W (see sslcookbook.data.load)"
+            f"fit() needs uint8 images (0..255), got {images.dtype}{nan}: convert floats in [0, 1] with "
+            "(images * 255).round().clamp(0, 255).to(torch.uint8); the views make floats on the device"
         )
+    if images.shape[0] == 0:
+        raise ValueError(f"the dataset is empty (0 images): {fix}")
     if labels is None:
         labels = torch.full((images.shape[0],), -1, dtype=torch.long)
+    if not isinstance(labels, torch.Tensor) or labels.shape[:1] != images.shape[:1]:
+        raise ValueError(
+            f"dataset.labels must be a tensor with one label per image ({images.shape[0]}), "
+            f"got {tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}"
+        )
     return images.to(device), labels.to(device)
-
-
-def _scalar(v):
-    return v.detach().float().item() if isinstance(v, torch.Tensor) else v
-
-
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs) if xs else math.nan
