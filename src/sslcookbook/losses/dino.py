@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..distributed import all_reduce_mean
 from ..kernels import dino as fused
 from ..kernels import resolve_backend
-from ._checks import check_temperature, check_tensor
+from ._checks import check_temperature, check_tensor, inspects_values
 
 
 def dino_loss(
@@ -134,7 +134,7 @@ def update_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: 
     dtype = torch.promote_types(torch.promote_types(center.dtype, teacher_logits.dtype), torch.float32)
     batch_mean = teacher_logits.detach().reshape(-1, center.shape[0]).to(dtype).mean(dim=0)
     batch_mean = all_reduce_mean(batch_mean)
-    if not torch.isfinite(batch_mean).all():
+    if inspects_values(batch_mean) and not torch.isfinite(batch_mean).all():
         raise ValueError(
             "teacher_logits contain NaN or inf: training diverged — lower the learning rate or clip gradients"
         )
@@ -180,9 +180,9 @@ def _check_crops(student, teacher, center) -> None:
 
 
 def _check_finite(loss: torch.Tensor, student, teacher, center) -> None:
-    """Raise a clear error when the loss is not finite. Costs one host sync on a scalar; the inputs are
-    only scanned (to name the culprit) once something is wrong. Skipped while torch.compile traces."""
-    if torch.compiler.is_compiling() or bool(torch.isfinite(loss.detach())):
+    """Raise a clear error when the loss is not finite (on the CPU: see ``inspects_values``); the inputs
+    are only scanned, to name the culprit, once something is wrong."""
+    if not inspects_values(loss) or bool(torch.isfinite(loss.detach())):
         return
     for name, t in (("student", student), ("teacher", teacher), ("center", center)):
         if not bool(torch.isfinite(t).all()):
