@@ -1,7 +1,6 @@
 """The trainer: exact resume, atomic checkpoints, optimisers and schedule."""
 
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -144,6 +143,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 # few bytes, tells the parent, and blocks until the parent kills it with SIGKILL.
 KILLED_WHILE_SAVING = """
 import sys, time, torch
+torch.set_num_threads(int(sys.argv[4]))  # the parent's: other thread counts sum in another order
 sys.path.insert(0, sys.argv[1])
 from test_train import CONFIG, new_method, noisy_views, tiny_data
 from sslcookbook.train import fit
@@ -168,8 +168,15 @@ fit(new_method(), tiny_data(), noisy_views, CONFIG, device="cpu", checkpoint_dir
 def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_continues(tmp_path):
     ckpt_dir, writing = tmp_path / "ckpt", tmp_path / "writing"
     child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WHILE_SAVING, str(Path(__file__).parent), str(ckpt_dir), str(writing)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-c",
+            KILLED_WHILE_SAVING,
+            str(Path(__file__).parent),
+            str(ckpt_dir),
+            str(writing),
+            str(torch.get_num_threads()),
+        ]
     )
     try:
         deadline = time.monotonic() + 120
