@@ -19,7 +19,7 @@ from .. import distributed
 # formulas, one of the two modules would need a lazy import to break the cycle.
 from ..kernels import infonce as fused
 from ..kernels import resolve_backend
-from ._checks import check_embeddings, check_labels, check_temperature, check_views
+from ._checks import check_embeddings, check_labels, check_temperature, check_views, inspects_values
 
 
 def info_nce(
@@ -176,7 +176,7 @@ def supcon(
     temperature = check_temperature(temperature)
     if labels.shape != (z.shape[0],):
         raise ValueError(f"labels must have shape ({z.shape[0]},) to match z, got {tuple(labels.shape)}")
-    if (labels < 0).any():
+    if inspects_values(labels) and (labels < 0).any():
         raise ValueError("supcon needs real class labels (>= 0); the data set has no labels")
     zn = F.normalize(z.float() if z.dtype in (torch.float16, torch.bfloat16) else z, dim=1)
     keys, key_labels, offset = zn, labels, 0
@@ -193,10 +193,11 @@ def supcon(
     positive = (labels[:, None] == key_labels[None, :]) & ~self_mask
     counts = positive.sum(1)
     has_positive = counts > 0
-    if not has_positive.any():
+    if inspects_values(has_positive) and not has_positive.any():
         raise ValueError("no anchor has a positive: every label appears once; use at least two views")
-    mean_log_prob = log_prob.masked_fill(~positive, 0).sum(1)[has_positive] / counts[has_positive]
-    return -mean_log_prob.mean()
+    # Masked, not indexed, mean over the anchors with a positive: boolean indexing waits for the device.
+    mean_log_prob = log_prob.masked_fill(~positive, 0).sum(1) / counts.clamp(min=1)
+    return -(mean_log_prob * has_positive).sum() / has_positive.sum()
 
 
 def dcl(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
