@@ -12,6 +12,7 @@ from sslcookbook.ema import EMATarget, cosine_momentum, ema_update_
 from sslcookbook.losses import dino_loss, negative_cosine, update_center
 from sslcookbook.methods import BYOL, DINO, DINOHead, SimSiam
 from sslcookbook.models import SmallCNN
+from sslcookbook.optim import build_optimizer
 from sslcookbook.recipes import get_recipe
 from sslcookbook.train import TrainConfig, fit
 
@@ -591,3 +592,15 @@ def test_recipes_build_in_every_profile(name, profile):
         assert torch.isfinite(out["loss"])
     else:
         assert len(views) >= 2
+
+
+def test_simsiam_keeps_the_predictor_lr_fixed_as_the_paper_unless_told_not_to():
+    """SimSiam's Table 1, last row (the official --fix-pred-lr): the predictor's lr is not decayed."""
+    method = SimSiam(SmallCNN(1, width=8), projector_dim=16, predictor_hidden_dim=4)
+    assert method.fixed_lr_modules() == [method.predictor]
+    groups = build_optimizer(method, "sgd", lr=0.1, weight_decay=5e-4).param_groups
+    fixed = {id(p) for g in groups if g.get("fixed_lr") for p in g["params"]}
+    assert fixed == {id(p) for p in method.predictor.parameters()}
+    scheduled = SimSiam(SmallCNN(1, width=8), 16, 4, fixed_predictor_lr=False)
+    assert scheduled.fixed_lr_modules() == []
+    assert SimSiam(SmallCNN(1, width=8), projector_dim=16, use_predictor=False).fixed_lr_modules() == []

@@ -15,7 +15,7 @@ from sslcookbook import distributed
 from sslcookbook.methods import SimCLR
 from sslcookbook.methods.base import SSLMethod
 from sslcookbook.models import SmallCNN
-from sslcookbook.optim import LARS, build_optimizer, warmup_cosine
+from sslcookbook.optim import LARS, Schedule, build_optimizer, warmup_cosine
 from sslcookbook.train import TrainConfig, fit, load_checkpoint, save_checkpoint
 
 
@@ -478,6 +478,37 @@ def test_optimizers_exclude_biases_and_norms_from_weight_decay(name):
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(model[0].weight)}
     assert math.isclose(opt.param_groups[0]["lr"], 0.1)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw", "lars"])
+def test_fixed_lr_modules_keep_the_base_lr_while_the_rest_follows_warm_up_and_cosine(name):
+    class WithPredictor(SSLMethod):
+        def __init__(self):
+            super().__init__()
+            self.backbone = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+            self.predictor = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+
+        def fixed_lr_modules(self):
+            return [self.predictor]
+
+    method = WithPredictor()
+    opt = build_optimizer(method, name, lr=0.1, weight_decay=0.5)
+    fixed = {id(p) for g in opt.param_groups if g.get("fixed_lr") for p in g["params"]}
+    assert fixed == {id(p) for p in method.predictor.parameters()}
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(method.backbone[0].weight), id(method.predictor[0].weight)}
+    schedule = Schedule(opt, total_steps=10, warmup_steps=2, lr=0.1)
+    for step in range(10):
+        logged = schedule.apply(step)
+        expected = warmup_cosine(step, 10, 2, 0.1)
+        assert logged == {"lr": expected}
+        for group in opt.param_groups:
+            assert group["lr"] == (0.1 if group.get("fixed_lr") else expected)
+    # A resumed optimizer gets its groups (with the mark) from the checkpoint: still fixed.
+    again = build_optimizer(WithPredictor(), name, lr=0.1, weight_decay=0.5)
+    again.load_state_dict(opt.state_dict())
+    Schedule(again, total_steps=10, warmup_steps=2, lr=0.1).apply(9)
+    assert [g["lr"] for g in again.param_groups] == [warmup_cosine(9, 10, 2, 0.1)] * 2 + [0.1] * 2
 
 
 def test_unknown_optimizer():

@@ -68,15 +68,30 @@ class LARS(torch.optim.Optimizer):
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and kernels; none on biases and normalisation parameters."""
-    decay, no_decay = [], []
+    """Weight decay on weight matrices and kernels; none on biases and normalisation parameters.
+
+    The parameters of ``module.fixed_lr_modules()`` (if the module has it: an SSL method) go into
+    groups of their own marked ``fixed_lr=True``, whose learning rate :class:`Schedule` keeps at the
+    base value (SimSiam's predictor).
+    """
+    fixed_modules = module.fixed_lr_modules() if hasattr(module, "fixed_lr_modules") else []
+    fixed = {id(p) for m in fixed_modules for p in m.parameters()}
+    groups = {(is_fixed, decays): [] for is_fixed in (False, True) for decays in (True, False)}
     for _, p in module.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
+            groups[(id(p) in fixed, p.ndim > 1)].append(p)
+    out = [
+        {"params": groups[(False, True)], "weight_decay": weight_decay},
+        {"params": groups[(False, False)], "weight_decay": 0.0, "lars_exclude": True},
     ]
+    for decays in (True, False):
+        if groups[(True, decays)]:
+            group = {"params": groups[(True, decays)], "fixed_lr": True}
+            group.update(
+                {"weight_decay": weight_decay} if decays else {"weight_decay": 0.0, "lars_exclude": True}
+            )
+            out.append(group)
+    return out
 
 
 def build_optimizer(
@@ -115,7 +130,8 @@ def warmup_cosine(
 
 
 class Schedule:
-    """Sets step t's learning rate (``warmup_cosine``) on every param group and, with
+    """Sets step t's learning rate (``warmup_cosine``) on every param group, except the groups marked
+    ``fixed_lr`` (see :func:`param_groups`), which keep ``lr`` from the first step to the last, and, with
     ``final_weight_decay`` (DINO), a cosine from ``weight_decay`` to it on the groups that decay."""
 
     def __init__(
@@ -133,12 +149,13 @@ class Schedule:
         self.weight_decay, self.final_weight_decay = weight_decay, final_weight_decay
         # Indices, not dicts: loading a checkpoint replaces the optimizer's param-group dicts.
         self.decaying = [i for i, group in enumerate(optimizer.param_groups) if group["weight_decay"] > 0]
+        self.fixed = {i for i, group in enumerate(optimizer.param_groups) if group.get("fixed_lr", False)}
 
     def apply(self, step: int) -> dict:
         """Set the values of ``step`` on the optimizer; return them (for the step's log row)."""
         lr = warmup_cosine(step, self.total_steps, self.warmup_steps, self.lr, self.final_lr)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = self.lr if i in self.fixed else lr
         if self.final_weight_decay is None:
             return {"lr": lr}
         wd = warmup_cosine(step, self.total_steps, 0, self.weight_decay, self.final_weight_decay)

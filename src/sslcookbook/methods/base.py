@@ -35,6 +35,11 @@ class SSLMethod(nn.Module):
     def after_step(self, progress: float) -> None:
         """Hook after each optimiser step (EMA updates, schedules). Default: nothing."""
 
+    def fixed_lr_modules(self) -> list[nn.Module]:
+        """Modules whose learning rate stays at the base value while the rest follows the schedule
+        (``optim.param_groups`` puts them in groups of their own). Default: none."""
+        return []
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Features used for evaluation: the backbone's output, not the projector's."""
         return self.backbone(x)

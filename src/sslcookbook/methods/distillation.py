@@ -90,8 +90,11 @@ class SimSiam(TwoViewMethod):
                           + \tfrac12\,\mathcal{D}\big(h(z_2), \mathrm{sg}(z_1)\big), \qquad z_i = f(x_i)
 
     The two ablations of the paper collapse to a constant: ``stop_gradient=False`` (its Figure 2) and
-    ``use_predictor=False`` (h = identity, its Table 1a). ``z_std`` (logged) is the per-dimension std
-    of the L2-normalised z: about 1/√d when healthy, 0 once collapsed.
+    ``use_predictor=False`` (h = identity, its Table 1a). As in the paper (Table 1, last row; the
+    official ``--fix-pred-lr``), the predictor's learning rate is not scheduled: it stays at the base
+    lr while the rest follows warm-up and cosine decay (the paper's reading: h should keep adapting to
+    the latest representations); ``fixed_predictor_lr=False`` schedules it like the rest. ``z_std``
+    (logged) is the per-dimension std of the L2-normalised z: about 1/√d when healthy, 0 once collapsed.
 
     Args:
         backbone: the encoder (with ``feature_dim``).
@@ -100,6 +103,7 @@ class SimSiam(TwoViewMethod):
         use_predictor, stop_gradient: switches for the collapse ablations.
         batch_norm: BatchNorm in projector and predictor (off only for exact DDP tests).
         projector_layers: layers of the projector (3 in the paper).
+        fixed_predictor_lr: keep the predictor's learning rate at the base value (the paper).
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class SimSiam(TwoViewMethod):
         stop_gradient: bool = True,
         batch_norm: bool = True,
         projector_layers: int = 3,
+        fixed_predictor_lr: bool = True,
     ):
         projector = mlp(
             feature_dim(backbone),
@@ -128,6 +133,10 @@ class SimSiam(TwoViewMethod):
         )
         self.use_predictor = use_predictor
         self.stop_gradient = stop_gradient
+        self.fixed_predictor_lr = fixed_predictor_lr
+
+    def fixed_lr_modules(self) -> list[nn.Module]:
+        return [self.predictor] if self.fixed_predictor_lr and self.use_predictor else []
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
         z = self.project(self.batch(views))
