@@ -347,3 +347,56 @@ def test_the_kit_rejects_bad_views_backbones_and_arguments():
         SimCLR(SmallCNN(1, width=8), temperature=0.0)
     with pytest.raises(ValueError, match="momentum must be in"):
         MoCoV2(SmallCNN(1, width=8), momentum=1.5)
+
+
+# -- Shuffle-BN on one device (MoCoV2(bn_splits=...)) ------------------------------------------------
+
+from sslcookbook.methods.momentum import sub_batch_forward  # noqa: E402
+
+
+def by_hand_batch_norm(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
+
+
+def test_sub_batch_forward_normalises_each_shuffled_sub_batch_and_restores_the_order():
+    torch.manual_seed(0)
+    x = torch.randn(12, 5) * 3 + 1
+    bn = torch.nn.BatchNorm1d(5, affine=False)
+    order = torch.randperm(12)
+    got = sub_batch_forward(bn, x, 3, [bn], order)
+    expected = torch.empty_like(x)
+    for rows in order.chunk(3):  # the sub-batches are the shuffled rows, 4 at a time
+        expected[rows] = by_hand_batch_norm(x[rows])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # the row order comes back: an encoder without BN returns x itself
+    torch.testing.assert_close(sub_batch_forward(torch.nn.Identity(), x, 3, [], order), x, rtol=0, atol=0)
+    # the running averages move once, by the mean of the three sub-batches' statistics
+    means = torch.stack([x[rows].mean(0) for rows in order.chunk(3)]).mean(0)
+    variances = torch.stack([x[rows].var(0) for rows in order.chunk(3)]).mean(0)
+    torch.testing.assert_close(bn.running_mean, 0.1 * means, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * variances, rtol=1e-5, atol=1e-6)
+    assert int(bn.num_batches_tracked) == 1 and bn.momentum == 0.1
+
+
+def test_moco_v2_shuffle_bn_keys_use_per_sub_batch_statistics_and_keep_the_state_dict():
+    torch.manual_seed(0)
+    views = tiny_views(torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8))
+    plain = MoCoV2(SmallCNN(1, width=8), 32, 16, queue_size=64)
+    split = MoCoV2(SmallCNN(1, width=8), 32, 16, queue_size=64, bn_splits=4)
+    split.load_state_dict(plain.state_dict())  # same weights and buffers: the option adds no state
+    assert list(split.state_dict()) == list(plain.state_dict())
+    both = torch.cat(views)
+    torch.manual_seed(1)
+    order = torch.randperm(both.shape[0])
+    by_hand = torch.cat([split.keys(both[rows]) for rows in order.chunk(4)])[torch.argsort(order)]
+    split.load_state_dict(plain.state_dict())  # undo the running statistics by_hand moved
+    torch.manual_seed(1)  # training_step draws the same permutation
+    split.training_step(views)
+    pushed = split.queue.queue[:16]
+    torch.testing.assert_close(pushed, torch.nn.functional.normalize(by_hand, dim=1), rtol=1e-5, atol=1e-6)
+    plain.training_step(views)
+    assert not torch.allclose(plain.queue.queue[:16], pushed, atol=1e-3)  # whole-batch BN differs
+    with pytest.raises(ValueError, match="4 equal sub-batches"):
+        split.training_step(tiny_views(torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)))
+    with pytest.raises(ValueError, match="bn_splits must be > 0"):
+        MoCoV2(SmallCNN(1, width=8), bn_splits=0)

@@ -17,21 +17,25 @@ from sslcookbook.recipes import RECIPES
 from sslcookbook.train import fit, load_checkpoint
 
 STEPS_PER_EPOCH = 3
+# Options that draw random numbers or keep state of their own, resumed like the recipes: name -> (recipe,
+# overrides of its smoke setting).
+VARIANTS = {"moco_v2+shuffle_bn": ("moco_v2", {"method.bn_splits": 4})}
 # (call of the views that raises, (epoch, step_in_epoch) saved in the checkpoint)
 INTERRUPTIONS = {"epoch0": (2, (0, 1)), "epoch1": (5, (1, 1))}
 
 
 def setup(name: str):
-    recipe = RECIPES[name]
-    setting = recipe.setting("smoke")
+    recipe_name, overrides = VARIANTS.get(name, (name, {}))
+    resolved = RECIPES[recipe_name].resolve("smoke", overrides)
+    setting = resolved.setting
     images = data.load(setting.data, "train").subset(64, seed=0)
     config = setting.train.replace(epochs=2, batch_size=16, max_steps_per_epoch=STEPS_PER_EPOCH)
-    return recipe, images, recipe.views(images.image_shape, "smoke"), config
+    return resolved, images, resolved.views(images.image_shape), config
 
 
-def build(recipe, images, seed: int):
+def build(resolved, images, seed: int):
     torch.manual_seed(seed)
-    return recipe.build("smoke", in_channels=images.image_shape[0])
+    return resolved.build(in_channels=images.image_shape[0])
 
 
 def interrupted_at(views, call: int):
@@ -71,7 +75,7 @@ def assert_identical_state(expected: dict, got: dict) -> None:
 
 
 @pytest.mark.parametrize("where", sorted(INTERRUPTIONS))
-@pytest.mark.parametrize("name", sorted(RECIPES))
+@pytest.mark.parametrize("name", sorted(RECIPES) + sorted(VARIANTS))
 def test_ctrl_c_then_resume_in_a_fresh_method_equals_an_uninterrupted_run(name, where, tmp_path):
     recipe, images, views, config = setup(name)
     call, saved_at = INTERRUPTIONS[where]
