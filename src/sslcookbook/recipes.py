@@ -82,12 +82,18 @@ SMOKE_HEAD = {"projector_hidden_dim": 128, "projector_dim": 64}
 CPU_HEAD = {"projector_hidden_dim": 512, "projector_dim": 128}
 CIFAR_HEAD = {"projector_hidden_dim": 2048, "projector_dim": 128}
 
+# SimCLR's views on CIFAR-10, from the official CIFAR-10 command (google-research/simclr README:
+# `--color_jitter_strength=0.5 --use_blur=False`): colour strength 0.5, no blur at 32 px. MoCo's
+# official CIFAR-10 demo uses the same jitter (0.4, 0.4, 0.4, 0.1) without blur.
+SIMCLR_CIFAR_VIEWS = {"color_strength": 0.5, "blur": False}
+
 
 # --------------------------------------------------------------------------------------------------
 # Contrastive family (methods/contrastive.py, methods/momentum.py)
 # --------------------------------------------------------------------------------------------------
 
-# SimCLR's CIFAR-10 setting (appendix B.9): LARS, temperature 0.5, weight decay 1e-6, lr 0.3 × batch/256.
+# SimCLR's CIFAR-10 setting (appendix B.9 and the official CIFAR-10 command): LARS, temperature 0.5, weight
+# decay 1e-6, lr 0.3 × batch/256, SIMCLR_CIFAR_VIEWS.
 register(
     Recipe(
         "simclr",
@@ -106,6 +112,7 @@ register(
             "gpu": on_cifar10(
                 cifar_schedule("lars", 0.6, 1e-6),
                 views="simclr",
+                view_kwargs=dict(SIMCLR_CIFAR_VIEWS),
                 method_kwargs={"temperature": 0.5, **CIFAR_HEAD},
             ),
         },
@@ -131,6 +138,7 @@ register(
             "gpu": on_cifar10(
                 cifar_schedule("lars", 0.6, 1e-6),
                 views="simclr",
+                view_kwargs=dict(SIMCLR_CIFAR_VIEWS),
                 method_kwargs={"temperature": 0.1, **CIFAR_HEAD},
             ),
         },
@@ -203,7 +211,8 @@ register(
 )
 
 # MoCo v2 with the official CIFAR-10 demo's setting: SGD lr 0.06 at batch 512, wd 5e-4, momentum 0.99,
-# queue 4,096, τ = 0.1, 128-D keys.
+# queue 4,096, τ = 0.1, 128-D keys, jitter (0.4, 0.4, 0.4, 0.1) without blur, and Shuffle-BN on one GPU
+# (its --bn-splits 8: sub-batches of 64 images; here both views make one batch of 1024, so 16 splits).
 register(
     Recipe(
         "moco_v2",
@@ -225,13 +234,22 @@ register(
             "gpu": on_cifar10(
                 cifar_schedule("sgd", 0.06, 5e-4, warmup_epochs=0),
                 views="simclr",
-                method_kwargs={"temperature": 0.1, "queue_size": 4096, "momentum": 0.99, **CIFAR_HEAD},
+                view_kwargs=dict(SIMCLR_CIFAR_VIEWS),
+                method_kwargs={
+                    "temperature": 0.1,
+                    "queue_size": 4096,
+                    "momentum": 0.99,
+                    "bn_splits": 16,
+                    **CIFAR_HEAD,
+                },
             ),
         },
     )
 )
 
-# MoCo v3 (ResNet) on CIFAR: LARS lr 0.3 × batch/256, wd 1e-5, τ = 0.2, momentum 0.99 → 1 (cosine).
+# MoCo v3 (ResNet) on CIFAR: LARS lr 0.3 × batch/256, wd 1e-5, momentum 0.99 → 1 (cosine). τ = 1.0, the
+# official default for ResNets (moco-v3 main_moco.py `--moco-t` and builder `T=1.0`; its CONFIG.md sets
+# `--moco-t=.2` only for the ViTs). smoke and cpu keep the τ = 0.2 they were measured with.
 register(
     Recipe(
         "moco_v3",
@@ -259,7 +277,7 @@ register(
                 cifar_schedule("lars", 0.6, 1e-5),
                 views="simclr",
                 method_kwargs={
-                    "temperature": 0.2,
+                    "temperature": 1.0,
                     "base_momentum": 0.99,
                     "projector_hidden_dim": 4096,
                     "projector_dim": 256,
@@ -318,8 +336,9 @@ register(
 )
 
 # SimSiam's CIFAR-10 setting (Chen & He 2021, section on CIFAR): SGD, lr 0.03 × batch/256, weight decay
-# 5e-4, momentum 0.9, batch 512, projector 2048, predictor bottleneck 512; 200 epochs here (the paper
-# trains 800). MoCo v2's views: crop area 0.2–1, jitter (0.4, 0.4, 0.4, 0.1), no blur at 32 px.
+# 5e-4, momentum 0.9, batch 512, projector 2048, predictor bottleneck 512, the predictor's lr not decayed
+# (SimSiam's default fixed_predictor_lr); 200 epochs here (the paper trains 800). MoCo v2's views: crop
+# area 0.2–1, jitter (0.4, 0.4, 0.4, 0.1), no blur at 32 px.
 register(
     Recipe(
         "simsiam",
