@@ -104,7 +104,7 @@ class MoCoV2(_MomentumContrast):
     **Shuffle-BN.** In one BatchNorm batch, the query q_i and its key k_i are normalised with
     statistics of the same images, and the keys in the queue with statistics of other batches. The
     network can use that shared signature to find the positive without learning anything about the
-    image (MoCo, section 3.3: the batch statistics "leak" the positive). The leak runs through every
+    image (MoCo v1, "Shuffling BN": the batch statistics leak the positive). The leak runs through every
     BN layer of the backbone, so a projector without BN does not stop it. MoCo's remedy: normalise
     the query and the key encoder in sub-batches (one per GPU), the keys' batch shuffled before it is
     split and put back in order after, so that a query and its key use statistics of two different
