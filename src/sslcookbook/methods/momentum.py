@@ -156,7 +156,8 @@ class MoCoV3(_MomentumContrast):
     """MoCo v3 (Chen, Xie & He, 2021): momentum encoder + predictor, symmetric, no queue.
 
     loss = ctr(q1, k2) + ctr(q2, k1) with ctr = 2τ·InfoNCE over the global batch; the momentum goes
-    from ``base_momentum`` to 1 on a cosine schedule.
+    from ``base_momentum`` to 1 on a cosine schedule. The official code's τ is 1.0 for ResNets (its
+    default) and 0.2 for ViTs; the default here, 0.2, is what the digits recipes were measured with.
     """
 
     def __init__(
