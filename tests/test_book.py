@@ -19,9 +19,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from sslcookbook.book import (
     chapters_from_notebooks,
     main,
-    markdown_math_to_mathjax,
+    markdown_math_to_mathml,
     notebook_to_markdown,
     preprocess,
+    tex_to_mathml,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,19 +153,77 @@ def test_widget_outputs_show_saved_output_area_progress_bar_and_a_note():
     assert "interactive(children" not in md and "IntSlider(value=1)" not in md
 
 
-def test_markdown_math_becomes_escaped_mathjax_outside_code():
+def _maths(html_text: str) -> list[str]:
+    return re.findall(r"<math [^>]*>.*?</math>", html_text)
+
+
+def test_markdown_math_becomes_mathml_outside_code():
     src = (
-        "Loss $\\mathcal{L}_i = -\\log p_{ij}$ costs $5 and $10.\n\n"
+        "Loss $\\mathcal{L}_i = -\\log p_{ij}$ costs $5 and $10, or $5-$10.\n\n"
         "$$\\frac{a}{b} * c_k$$\n\n"
-        "Code `$x_i$` and an escaped \\$ sign.\n\n"
-        "```python\ncost = '$a_b$'\n```\n"
+        "Code `$x_i$` and ``\\(y\\)`` and an escaped \\$ sign, \\*not emphasis\\*.\n\n"
+        "```python\ncost = '$a_b$'  # \\(not math\\)\n```\n\n"
+        "~~~\n$$still code$$\n~~~\n"
     )
-    out = markdown_math_to_mathjax(src)
-    assert "\\\\(\\\\mathcal\\{L\\}\\_i \\= \\-\\\\log p\\_\\{ij\\}\\\\)" in out
-    assert "costs $5 and $10." in out  # dollars that are not math stay
-    assert "\\\\[\\\\frac\\{a\\}\\{b\\} \\* c\\_k\\\\]" in out
-    assert "`$x_i$`" in out and "escaped \\$ sign" in out
-    assert "cost = '$a_b$'" in out
+    out = markdown_math_to_mathml(src)
+    inline, display = _maths(out)
+    assert 'display="inline"' in inline and "<mi>&#x02112;</mi><mi>i</mi>" in inline  # \mathcal{L}_i
+    assert 'display="block"' in display and "<mfrac>" in display
+    assert "costs $5 and $10, or $5-$10." in out  # dollars that are not math stay
+    assert "`$x_i$`" in out and "``\\(y\\)``" in out
+    assert "escaped \\$ sign, \\*not emphasis\\*." in out
+    assert "cost = '$a_b$'  # \\(not math\\)" in out and "$$still code$$" in out
+
+
+def test_every_delimiter_gives_the_same_mathml():
+    inline = tex_to_mathml("a_i^*", display=False)
+    display = tex_to_mathml("a_i^*", display=True)
+    for src, want in [
+        ("$a_i^*$", inline),
+        ("\\(a_i^*\\)", inline),
+        ("\\\\(a\\_i^\\*\\\\)", inline),  # mdBook's escaped form, with Markdown escapes inside
+        ("$$a_i^*$$", display),
+        ("\\[a_i^*\\]", display),
+        ("\\\\[a\\_i^\\*\\\\]", display),
+        ("$$\na_i^*\n$$", display),
+    ]:
+        assert markdown_math_to_mathml(f"see {src} here") == f"see {want} here", src
+    # Inside mdBook's form `\\#` is TeX's `\#`; a TeX `\,` is kept (Markdown would have made it a comma).
+    hashed = markdown_math_to_mathml("\\\\(\\\\#\\,\\text{pairs}\\\\)")
+    assert hashed == tex_to_mathml("\\#\\,\\text{pairs}")
+    assert "<mspace" in hashed
+    env = markdown_math_to_mathml("\\begin{aligned} a &= b \\end{aligned}")
+    assert env.startswith("<math ") and 'display="block"' in env
+
+
+def test_mathml_text_survives_markdown_and_tables():
+    # Characters Markdown acts on (emphasis, escapes, table pipes) become entities inside MathML text.
+    mathml = tex_to_mathml("\\text{a_b*c|d}")
+    assert re.search(r">[^<]*[_*|\\][^<]*<", mathml) is None
+    assert "&#95;" in mathml and "&#42;" in mathml and "&#124;" in mathml
+    assert "\n" not in tex_to_mathml("\\begin{aligned} a &= b \\\\ c &= d \\end{aligned}", display=True)
+
+
+def test_unconvertible_formula_stays_visible_and_is_reported():
+    failures: list[str] = []
+    out = markdown_math_to_mathml("Good $x$, unknown $\\notacommand{y}$, open $\\frac{a$ and $x^$.", failures)
+    assert out.count("<math ") == 1
+    assert out.count('<code class="math-fallback"') == 3
+    assert "\\notacommand{y}" in out.replace("&#92;", "\\")  # the source is shown
+    assert len(failures) == 3
+    assert "unknown command \\notacommand" in failures[0]
+    assert "unbalanced braces" in failures[1]
+    assert failures[2].startswith("x^ (")
+
+
+def test_notebook_math_is_mathml_and_failures_are_collected():
+    nb = _tiny_notebook()
+    nb.cells.append(new_markdown_cell("Temperature $\\tau_k$ and $\\nosuch$."))
+    failures: list[str] = []
+    md = notebook_to_markdown(nb, failures=failures)
+    assert "<msub><mi>&#x003C4;</mi><mi>k</mi></msub>" in md
+    assert failures == ["\\nosuch (unknown command \\nosuch)"]
+    assert "Temperature $\\tau_k$" in notebook_to_markdown(nb, math=False)
 
 
 def test_invalid_notebook_is_rejected_with_a_clear_error():
@@ -378,4 +437,6 @@ def test_mdbook_renders_an_executed_notebook_into_html(tmp_path):
     assert "Two views of one image should <em>agree</em>." in page
     assert "loss 0.25" in page
     assert f'src="data:image/png;base64,{PNG}"' in page
-    assert "\\(\\tau_k\\)" in page  # MathJax delimiters survive Markdown, underscores intact
+    # The math is MathML in the page and MathJax is not loaded: the book works offline.
+    assert "<msub><mi>τ</mi><mi>k</mi></msub>" in page and "\\tau" not in page
+    assert "mathjax" not in page.lower()
