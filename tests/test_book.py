@@ -194,6 +194,9 @@ def test_every_delimiter_gives_the_same_mathml():
     hashed = markdown_math_to_mathml("\\\\(\\\\#\\,\\text{pairs}\\\\)")
     assert hashed == tex_to_mathml("\\#\\,\\text{pairs}")
     assert "<mspace" in hashed
+    # A formula ends with its paragraph: an unclosed delimiter stays text.
+    for unclosed in ("a \\(b\n\nc\\) d", "$$x\n\ny$$", "price: $5", "\\\\[x"):
+        assert markdown_math_to_mathml(unclosed) == unclosed
     env = markdown_math_to_mathml("\\begin{aligned} a &= b \\end{aligned}")
     assert env.startswith("<math ") and 'display="block"' in env
 

@@ -31,6 +31,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+try:
+    from latex2mathml.converter import convert as _latex_to_mathml
+except ImportError:  # the book extra is not installed; tex_to_mathml says how to install it
+    _latex_to_mathml = None
+
 SUPPORTED_RENDERERS = ("html", "markdown")
 DEFAULT_NOTEBOOKS = "notebooks"
 DEFAULT_EXECUTED = "build/notebooks"
@@ -46,15 +51,17 @@ _WIDGET_NOTE = "*Interactive controls are not shown in the book: run the noteboo
 _PASSIVE_WIDGETS = {"OutputModel", "HTMLModel", "LabelModel", "FloatProgressModel", "IntProgressModel"}
 # Tokens of Markdown prose, tried left to right at each position: code spans first (their `$` and `\(`
 # stay code), mdBook's escaped delimiters before the plain ones, a Markdown escape (`\$`, `\*`) before `$`.
+# A formula never runs past the end of its paragraph: an unclosed `\(` stays text.
+_NO_BLANK_LINE = r"(?:(?!\n[ \t]*\n).)+?"
 _PROSE_TOKEN = re.compile(
     r"(?P<code>(?<!`)(`+)(?!`).+?(?<!`)\2(?!`))"
-    r"|\\\\\[(?P<md_display>.+?)\\\\\]"
-    r"|\\\\\((?P<md_inline>.+?)\\\\\)"
-    r"|\\\[(?P<tex_display>.+?)\\\]"
-    r"|\\\((?P<tex_inline>.+?)\\\)"
-    r"|(?P<env>\\begin\{(?P<envname>[A-Za-z]+\*?)\}.+?\\end\{(?P=envname)\})"
+    rf"|\\\\\[(?P<md_display>{_NO_BLANK_LINE})\\\\\]"
+    rf"|\\\\\((?P<md_inline>{_NO_BLANK_LINE})\\\\\)"
+    rf"|\\\[(?P<tex_display>{_NO_BLANK_LINE})\\\]"
+    rf"|\\\((?P<tex_inline>{_NO_BLANK_LINE})\\\)"
+    rf"|(?P<env>\\begin\{{(?P<envname>[A-Za-z]+\*?)\}}{_NO_BLANK_LINE}\\end\{{(?P=envname)\}})"
     r"|(?P<escape>\\[^A-Za-z0-9\s])"
-    r"|\$\$(?P<display>.+?)\$\$"
+    rf"|\$\$(?P<display>{_NO_BLANK_LINE})\$\$"
     # Pandoc's rule: no space inside the dollars and no digit after the closing one, so "$5 and $10" is text.
     r"|(?<!\$)\$(?P<inline>(?=\S)(?:\\.|[^\\$\n])+?(?<=\S))\$(?!\d)",
     re.DOTALL,
@@ -65,7 +72,7 @@ _MDBOOK_UNESCAPE = re.compile(r"\\([\\_*`])")
 # Characters of a MathML text node that Markdown would still parse (emphasis, links, escapes, table cells).
 _MARKDOWN_ACTIVE = re.compile(r"[\\`*_\[\]|~$!]")
 _UNKNOWN_COMMAND = re.compile(r">[^<]*\\[A-Za-z]+[^<]*<")
-# TeX operators latex2mathml 3.8 does not know (it would print them as a backslash and letters).
+# TeX operators latex2mathml 3.81 does not know (it would print them as a backslash and letters).
 _MISSING_OPERATORS = re.compile(r"\\(arg)(?![A-Za-z])")
 _FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
 
@@ -100,12 +107,10 @@ def tex_to_mathml(tex: str, display: bool = False) -> str:
     Raises MathConversionError where latex2mathml fails, the braces do not balance, or a command is
     unknown to it (latex2mathml would print ``\\foo`` as a letter).
     """
-    try:
-        from latex2mathml.converter import convert
-    except ImportError as err:  # the book extra is not installed
+    if _latex_to_mathml is None:
         raise ImportError(
             "the book renders math with latex2mathml: pip install -e '.[book]' (or pip install latex2mathml)"
-        ) from err
+        )
     depth = 0
     for match in re.finditer(r"\\.|[{}]", tex):
         depth += {"{": 1, "}": -1}.get(match.group(0), 0)
@@ -114,7 +119,7 @@ def tex_to_mathml(tex: str, display: bool = False) -> str:
     if depth != 0:
         raise MathConversionError("unbalanced braces")
     try:
-        mathml = convert(
+        mathml = _latex_to_mathml(
             _MISSING_OPERATORS.sub(r"\\operatorname{\1}", tex.strip()),
             display="block" if display else "inline",
         )
@@ -554,7 +559,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     context, book = payload
     try:
         book = preprocess(context, book)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, ImportError) as err:
         print(f"[notebooks] error: {err}", file=sys.stderr)
         return 1
     json.dump(book, stdout)
