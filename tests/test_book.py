@@ -194,6 +194,12 @@ def test_every_delimiter_gives_the_same_mathml():
     hashed = markdown_math_to_mathml("\\\\(\\\\#\\,\\text{pairs}\\\\)")
     assert hashed == tex_to_mathml("\\#\\,\\text{pairs}")
     assert "<mspace" in hashed
+    # Punctuation after inline math stays on its line; after display math it just follows.
+    assert (
+        markdown_math_to_mathml("is $a_i^*$, so")
+        == f'is <span style="white-space: nowrap">{inline},</span> so'
+    )
+    assert markdown_math_to_mathml("$$a_i^*$$.") == f"{display}."
     # A formula ends with its paragraph: an unclosed delimiter stays text.
     for unclosed in ("a \\(b\n\nc\\) d", "$$x\n\ny$$", "price: $5", "\\\\[x"):
         assert markdown_math_to_mathml(unclosed) == unclosed
@@ -704,10 +710,17 @@ def test_built_book_in_chromium_has_math_images_no_errors_and_no_network(browser
     assert not problems, "\n".join(problems)
     assert maths > 50, f"only {maths} formulas rendered as MathML in the book"
     assert images >= 1, "no image loaded in the executed notebook page"
+    # For a person to look at: the first displayed formula of a notebook, and its first figure if any.
     stem = (
         "02_contrastive" if (tmp_path / "html/notebooks/02_contrastive.html").is_file() else "00_foundations"
     )
     browser.open((tmp_path / "html" / "notebooks" / f"{stem}.html").as_uri())
     browser.evaluate("document.querySelector('math[display=block]')?.scrollIntoView({block: 'center'})")
     browser.screenshot(SCREENSHOT_DIR / f"{stem}.png")
-    print(f"checked {len(pages)} pages in {time.monotonic() - started:.1f} s; screenshot {SCREENSHOT_DIR}")
+    if browser.evaluate("document.images.length"):
+        browser.evaluate("document.images[0].scrollIntoView({block: 'center'})")
+        browser.screenshot(SCREENSHOT_DIR / f"{stem}-figure.png")
+    print(
+        f"checked {len(pages)} pages ({maths} formulas, {images} images) in "
+        f"{time.monotonic() - started:.1f} s; screenshots in {SCREENSHOT_DIR}"
+    )

@@ -54,7 +54,7 @@ _PASSIVE_WIDGETS = {"OutputModel", "HTMLModel", "LabelModel", "FloatProgressMode
 # A formula never runs past the end of its paragraph: an unclosed `\(` stays text.
 _NO_BLANK_LINE = r"(?:(?!\n[ \t]*\n).)+?"
 _PROSE_TOKEN = re.compile(
-    r"(?P<code>(?<!`)(`+)(?!`).+?(?<!`)\2(?!`))"
+    r"(?:(?P<code>(?<!`)(`+)(?!`).+?(?<!`)\2(?!`))"
     rf"|\\\\\[(?P<md_display>{_NO_BLANK_LINE})\\\\\]"
     rf"|\\\\\((?P<md_inline>{_NO_BLANK_LINE})\\\\\)"
     rf"|\\\[(?P<tex_display>{_NO_BLANK_LINE})\\\]"
@@ -63,7 +63,9 @@ _PROSE_TOKEN = re.compile(
     r"|(?P<escape>\\[^A-Za-z0-9\s])"
     rf"|\$\$(?P<display>{_NO_BLANK_LINE})\$\$"
     # Pandoc's rule: no space inside the dollars and no digit after the closing one, so "$5 and $10" is text.
-    r"|(?<!\$)\$(?P<inline>(?=\S)(?:\\.|[^\\$\n])+?(?<=\S))\$(?!\d)",
+    r"|(?<!\$)\$(?P<inline>(?=\S)(?:\\.|[^\\$\n])+?(?<=\S))\$(?!\d))"
+    # Punctuation right after a formula, kept on its line (a browser may break after an inline <math>).
+    r"(?P<trail>[.,;:!?)]+)?",
     re.DOTALL,
 )
 # Inside mdBook's `\\( \\)` math, authors escape what Markdown would eat: `\_`, `\*`, `\\#`. Other
@@ -155,6 +157,7 @@ def _mathml_prose(text: str, failures: list[str] | None) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group("code") or match.group("escape"):
             return match.group(0)
+        trail = match.group("trail") or ""
         for group, display, unescape in (
             ("md_display", True, True),
             ("md_inline", False, True),
@@ -165,8 +168,13 @@ def _mathml_prose(text: str, failures: list[str] | None) -> str:
         ):
             tex = match.group(group)
             if tex is not None:
-                return render(_MDBOOK_UNESCAPE.sub(r"\1", tex) if unescape else tex, display)
-        return render(match.group("env"), True)
+                formula = render(_MDBOOK_UNESCAPE.sub(r"\1", tex) if unescape else tex, display)
+                break
+        else:
+            formula, display = render(match.group("env"), True), True
+        if trail and not display:
+            return f'<span style="white-space: nowrap">{formula}{trail}</span>'
+        return formula + trail
 
     return _PROSE_TOKEN.sub(replace, text)
 
