@@ -493,15 +493,15 @@ class Chromium:
 
     def __init__(self, binary: str, profile: Path, timeout: float = 30.0):
         self.timeout = timeout
-        self._to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, self._from_browser_w = os.pipe()
-        child_fds = (self._to_browser_r, self._from_browser_w)
-        # The child reads commands on fd 3 and writes replies on fd 4; `exec 3<&N 4>&M` puts them there.
+        self._log = profile / "chromium.log"
+        self._log_file = self._log.open("wb")
+        # Chromium reads commands on fd 3 and writes replies on fd 4: the shell moves our stdin/stdout pipes
+        # there (single-digit descriptors, which every sh can redirect).
         self._process = subprocess.Popen(
             [
                 "sh",
                 "-c",
-                f'exec "$@" 3<&{child_fds[0]} 4>&{child_fds[1]}',
+                'exec "$@" 3<&0 4>&1 </dev/null >/dev/null',
                 "sh",
                 binary,
                 "--headless",
@@ -519,13 +519,12 @@ class Chromium:
                 "--host-resolver-rules=MAP * ~NOTFOUND",
                 "about:blank",
             ],
-            pass_fds=child_fds,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
         )
-        os.close(self._to_browser_r)
-        os.close(self._from_browser_w)
+        self._to_browser = self._process.stdin.fileno()
+        self._from_browser = self._process.stdout.fileno()
         self._buffer = b""
         self._next_id = 0
         self.events: list[dict] = []
@@ -539,7 +538,8 @@ class Chromium:
                 raise TimeoutError("Chromium did not answer within the timeout")
             chunk = os.read(self._from_browser, 1 << 20)
             if not chunk:
-                raise RuntimeError(f"Chromium exited (status {self._process.poll()})")
+                log = self._log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"Chromium exited (status {self._process.wait(timeout=10)}): {log}")
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
@@ -627,8 +627,9 @@ class Chromium:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait(timeout=10)
-        os.close(self._to_browser)
-        os.close(self._from_browser)
+        self._process.stdin.close()
+        self._process.stdout.close()
+        self._log_file.close()
 
 
 def _console_error(event: dict) -> str | None:
