@@ -12,6 +12,10 @@ and its text is replaced entirely. The notebook is looked up first in the folder
 the folder of committed, output-free notebooks (key ``notebooks``, default ``notebooks``); both are
 relative to the book root. A missing notebook leaves a note in its chapter and a warning on stderr.
 
+Math, in the notebooks and in every other page, is rendered to MathML here, at build time, so the book
+needs no MathJax and no network (``mathjax-support`` is off in ``book.toml``); a formula latex2mathml
+cannot convert is shown as its TeX source and named in a warning on stderr.
+
 Protocol (mdBook 0.5): ``python -m sslcookbook.book supports <renderer>`` exits 0 for ``html`` and
 ``markdown``; without arguments it reads ``[context, book]`` JSON on stdin and writes the book JSON,
 whose chapters live under ``items`` (``sections`` before mdBook 0.5; both are accepted), on stdout.
@@ -27,6 +31,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+try:
+    from latex2mathml.converter import convert as _latex_to_mathml
+except ImportError:  # the book extra is not installed; tex_to_mathml says how to install it
+    _latex_to_mathml = None
+
 SUPPORTED_RENDERERS = ("html", "markdown")
 DEFAULT_NOTEBOOKS = "notebooks"
 DEFAULT_EXECUTED = "build/notebooks"
@@ -40,16 +49,33 @@ _WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 _WIDGET_NOTE = "*Interactive controls are not shown in the book: run the notebook to use them.*"
 # Widget models that hold no controls a reader would miss in a static page.
 _PASSIVE_WIDGETS = {"OutputModel", "HTMLModel", "LabelModel", "FloatProgressModel", "IntProgressModel"}
-_MARKDOWN_PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
-# Inside Markdown prose (code spans and escapes are matched first, so their `$` are left alone):
+# Tokens of Markdown prose, tried left to right at each position: code spans first (their `$` and `\(`
+# stay code), mdBook's escaped delimiters before the plain ones, a Markdown escape (`\$`, `\*`) before `$`.
+# A formula never runs past the end of its paragraph: an unclosed `\(` stays text.
+_NO_BLANK_LINE = r"(?:(?!\n[ \t]*\n).)+?"
 _PROSE_TOKEN = re.compile(
-    r"(?P<code>(?<!`)(`+)(?!`).+?(?<!`)\2(?!`))"
-    r"|(?P<env>\\begin\{(?P<envname>[A-Za-z]+\*?)\}.+?\\end\{(?P=envname)\})"
+    r"(?:(?P<code>(?<!`)(`+)(?!`).+?(?<!`)\2(?!`))"
+    rf"|\\\\\[(?P<md_display>{_NO_BLANK_LINE})\\\\\]"
+    rf"|\\\\\((?P<md_inline>{_NO_BLANK_LINE})\\\\\)"
+    rf"|\\\[(?P<tex_display>{_NO_BLANK_LINE})\\\]"
+    rf"|\\\((?P<tex_inline>{_NO_BLANK_LINE})\\\)"
+    rf"|(?P<env>\\begin\{{(?P<envname>[A-Za-z]+\*?)\}}{_NO_BLANK_LINE}\\end\{{(?P=envname)\}})"
     r"|(?P<escape>\\[^A-Za-z0-9\s])"
-    r"|\$\$(?P<display>.+?)\$\$"
-    r"|(?<!\$)\$(?P<inline>(?=\S)(?:\\.|[^\\$\n])+?(?<=\S))\$(?!\d)",
+    rf"|\$\$(?P<display>{_NO_BLANK_LINE})\$\$"
+    # Pandoc's rule: no space inside the dollars and no digit after the closing one, so "$5 and $10" is text.
+    r"|(?<!\$)\$(?P<inline>(?=\S)(?:\\.|[^\\$\n])+?(?<=\S))\$(?!\d))"
+    # Punctuation right after a formula, kept on its line (a browser may break after an inline <math>).
+    r"(?P<trail>[.,;:!?)]+)?",
     re.DOTALL,
 )
+# Inside mdBook's `\\( \\)` math, authors escape what Markdown would eat: `\_`, `\*`, `\\#`. Other
+# backslash pairs (`\,`, `\{`, `\|`) are TeX and stay.
+_MDBOOK_UNESCAPE = re.compile(r"\\([\\_*`])")
+# Characters of a MathML text node that Markdown would still parse (emphasis, links, escapes, table cells).
+_MARKDOWN_ACTIVE = re.compile(r"[\\`*_\[\]|~$!]")
+_UNKNOWN_COMMAND = re.compile(r">[^<]*\\[A-Za-z]+[^<]*<")
+# TeX operators latex2mathml 3.81 does not know (it would print them as a backslash and letters).
+_MISSING_OPERATORS = re.compile(r"\\(arg)(?![A-Za-z])")
 _FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
 
 
@@ -73,29 +99,95 @@ def _clean_terminal_text(text: str) -> str:
     return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
 
 
-def _escape_math(tex: str) -> str:
-    """Backslash-escape Markdown punctuation so the renderer passes TeX through unchanged."""
-    return "".join("\\" + ch if ch in _MARKDOWN_PUNCTUATION else ch for ch in tex)
+class MathConversionError(ValueError):
+    """A formula that latex2mathml cannot turn into MathML."""
 
 
-def _mathjax_prose(text: str) -> str:
+def tex_to_mathml(tex: str, display: bool = False) -> str:
+    """MathML (one line, safe inside Markdown) for the TeX formula ``tex``, via latex2mathml.
+
+    Raises MathConversionError where latex2mathml fails, the braces do not balance, or a command is
+    unknown to it (latex2mathml would print ``\\foo`` as a letter).
+    """
+    if _latex_to_mathml is None:
+        raise ImportError(
+            "the book renders math with latex2mathml: pip install -e '.[book]' (or pip install latex2mathml)"
+        )
+    depth = 0
+    for match in re.finditer(r"\\.|[{}]", tex):
+        depth += {"{": 1, "}": -1}.get(match.group(0), 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        raise MathConversionError("unbalanced braces")
+    try:
+        mathml = _latex_to_mathml(
+            _MISSING_OPERATORS.sub(r"\\operatorname{\1}", tex.strip()),
+            display="block" if display else "inline",
+        )
+    except Exception as err:  # latex2mathml raises its own exception types and IndexError/KeyError alike
+        raise MathConversionError(f"{type(err).__name__} {err}".strip()) from err
+    unknown = _UNKNOWN_COMMAND.search(mathml)
+    if unknown:
+        command = re.search(r"\\[A-Za-z]+", unknown.group(0))
+        raise MathConversionError(f"unknown command {command.group(0) if command else ''}")
+    mathml = mathml.replace("\n", " ")
+    return re.sub(
+        r">([^<]+)<",
+        lambda m: ">" + _MARKDOWN_ACTIVE.sub(lambda c: f"&#{ord(c.group(0))};", m.group(1)) + "<",
+        mathml,
+    )
+
+
+def _math_fallback(tex: str) -> str:
+    """The formula's source in a code span (visible, monospace) when it cannot be converted."""
+    text = _MARKDOWN_ACTIVE.sub(lambda c: f"&#{ord(c.group(0))};", html.escape(" ".join(tex.split())))
+    return f'<code class="math-fallback" title="formula not converted to MathML">{text}</code>'
+
+
+def _mathml_prose(text: str, failures: list[str] | None) -> str:
+    def render(tex: str, display: bool) -> str:
+        try:
+            return tex_to_mathml(tex, display=display)
+        except MathConversionError as err:
+            if failures is not None:
+                failures.append(f"{' '.join(tex.split())} ({err})")
+            return _math_fallback(tex)
+
     def replace(match: re.Match[str]) -> str:
         if match.group("code") or match.group("escape"):
             return match.group(0)
-        if match.group("env"):
-            return _escape_math(match.group("env"))
-        if match.group("display") is not None:
-            return "\\\\[" + _escape_math(match.group("display")) + "\\\\]"
-        return "\\\\(" + _escape_math(match.group("inline")) + "\\\\)"
+        trail = match.group("trail") or ""
+        for group, display, unescape in (
+            ("md_display", True, True),
+            ("md_inline", False, True),
+            ("tex_display", True, False),
+            ("tex_inline", False, False),
+            ("display", True, False),
+            ("inline", False, False),
+        ):
+            tex = match.group(group)
+            if tex is not None:
+                formula = render(_MDBOOK_UNESCAPE.sub(r"\1", tex) if unescape else tex, display)
+                break
+        else:
+            formula, display = render(match.group("env"), True), True
+        if trail and not display:
+            return f'<span style="white-space: nowrap">{formula}{trail}</span>'
+        return formula + trail
 
     return _PROSE_TOKEN.sub(replace, text)
 
 
-def markdown_math_to_mathjax(markdown: str) -> str:
-    """Rewrite Jupyter's ``$...$`` / ``$$...$$`` math for mdBook's MathJax (``\\\\( \\\\)``, ``\\\\[ \\\\]``).
+def markdown_math_to_mathml(markdown: str, failures: list[str] | None = None) -> str:
+    """Render the math of Markdown prose as MathML at build time, so the book needs no MathJax (no network).
 
-    mdBook only recognises the doubled-backslash delimiters, and its Markdown parser would eat the
-    ``_``, ``*`` and ``\\\\`` of TeX, so the math is escaped. Code spans and fenced blocks are untouched.
+    Delimiters: Jupyter's ``$...$`` and ``$$...$$``, ``\\(...\\)`` and ``\\[...\\]``, a bare
+    ``\\begin{env}...\\end{env}``, and mdBook's ``\\\\(...\\\\)`` / ``\\\\[...\\\\]`` (inside those, the
+    Markdown escapes ``\\_``, ``\\*``, ``\\\\`` are undone first). ``$5 and $10`` is not math (Pandoc's
+    rule), and code spans, fenced blocks and escaped dollars ``\\$`` are left alone. A formula that
+    cannot be converted stays visible as its TeX source in ``<code class="math-fallback">`` and is
+    appended, with the reason, to ``failures``.
     """
     out: list[str] = []
     prose: list[str] = []
@@ -104,7 +196,7 @@ def markdown_math_to_mathjax(markdown: str) -> str:
         if fence is None:
             opened = _FENCE_OPEN.match(line.rstrip("\n"))
             if opened and not (opened.group(2)[0] == "`" and "`" in opened.group(3)):
-                out.append(_mathjax_prose("".join(prose)))
+                out.append(_mathml_prose("".join(prose), failures))
                 prose = []
                 fence = (opened.group(2)[0], len(opened.group(2)))
                 out.append(line)
@@ -115,7 +207,7 @@ def markdown_math_to_mathjax(markdown: str) -> str:
             char, length = fence
             if re.fullmatch(rf" {{0,3}}{re.escape(char)}{{{length},}}\s*", line.rstrip("\n")):
                 fence = None
-    out.append(_mathjax_prose("".join(prose)))
+    out.append(_mathml_prose("".join(prose), failures))
     return "".join(out)
 
 
@@ -250,11 +342,14 @@ def _check_notebook(nb: Any) -> None:
         )
 
 
-def notebook_to_markdown(nb: dict[str, Any], title: str | None = None, mathjax: bool = True) -> str:
+def notebook_to_markdown(
+    nb: dict[str, Any], title: str | None = None, math: bool = True, failures: list[str] | None = None
+) -> str:
     """Markdown for mdBook from a notebook (nbformat 4, as a dict or ``nbformat.NotebookNode``).
 
-    Markdown cells are kept verbatim except that ``$`` math is rewritten for mdBook's MathJax
-    (``mathjax=False`` keeps it as is) and pasted images are inlined. Code cells become fenced
+    Markdown cells are kept verbatim except that their math is rendered to MathML
+    (:func:`markdown_math_to_mathml`; ``math=False`` keeps it as is, formulas that could not be
+    converted are appended to ``failures``) and pasted images are inlined. Code cells become fenced
     blocks in the kernel's language; their outputs follow: streams, ``text/plain`` and errors in
     ``text`` blocks (ANSI colours removed), images as ``<img>`` with a base64 data URI, Markdown
     and script-free HTML as is, widgets as their saved Output areas / progress bars and a note.
@@ -287,7 +382,7 @@ def notebook_to_markdown(nb: dict[str, Any], title: str | None = None, mathjax: 
         if kind == "markdown":
             source = _embed_attachments(source, cell.get("attachments", {}) or {})
             if source.strip():
-                blocks.append(markdown_math_to_mathjax(source).strip("\n") if mathjax else source.strip("\n"))
+                blocks.append((markdown_math_to_mathml(source, failures) if math else source).strip("\n"))
         elif kind == "raw":
             mime = cell_meta.get("format") or cell_meta.get("raw_mimetype") or ""
             if mime in ("text/markdown", "text/html") and source.strip():
@@ -379,7 +474,18 @@ def _chapter_markdown(name: str, stem: str, notebooks: Path, executed: Path, roo
             f"Generated from `{shown(path)}`, shown without outputs: execute it into "
             f"`{shown(executed)}/` (`make book`) to include them."
         )
-    return notebook_to_markdown(read_notebook(path), title=name) + f"\n---\n\n*{origin}*\n"
+    failures: list[str] = []
+    markdown = notebook_to_markdown(read_notebook(path), title=name, failures=failures)
+    _warn_math_failures(shown(path), failures)
+    return markdown + f"\n---\n\n*{origin}*\n"
+
+
+def _warn_math_failures(where: str, failures: list[str]) -> None:
+    for failure in failures:
+        print(
+            f"[notebooks] warning: {where}: formula shown as TeX source, not converted to MathML: {failure}",
+            file=sys.stderr,
+        )
 
 
 def _iter_chapters(items: list[Any]) -> Iterator[dict[str, Any]]:
@@ -391,9 +497,12 @@ def _iter_chapters(items: list[Any]) -> Iterator[dict[str, Any]]:
 
 
 def preprocess(context: dict[str, Any], book: dict[str, Any]) -> dict[str, Any]:
-    """Fill every ``notebooks/<stem>.md`` chapter of ``book`` (mdBook's JSON) from its notebook."""
+    """Fill every ``notebooks/<stem>.md`` chapter of ``book`` (mdBook's JSON) from its notebook, and
+    render the math of every other chapter (the recipe cards) to MathML."""
     root = Path(context.get("root", "."))
-    settings = ((context.get("config") or {}).get("preprocessor") or {}).get("notebooks") or {}
+    config = context.get("config") or {}
+    settings = (config.get("preprocessor") or {}).get("notebooks") or {}
+    source_dir = (config.get("book") or {}).get("src", "src")
     notebooks = root / str(settings.get("notebooks", DEFAULT_NOTEBOOKS))
     executed = root / str(settings.get("executed", DEFAULT_EXECUTED))
     items = book.get("items", book.get("sections"))
@@ -410,6 +519,10 @@ def preprocess(context: dict[str, Any], book: dict[str, Any]) -> dict[str, Any]:
             stem = path[len(CHAPTER_PREFIX) : -len(".md")]
             listed.add(stem)
             chapter["content"] = _chapter_markdown(chapter.get("name", stem), stem, notebooks, executed, root)
+        elif chapter.get("content"):
+            failures: list[str] = []
+            chapter["content"] = markdown_math_to_mathml(chapter["content"], failures)
+            _warn_math_failures(f"{source_dir}/{path}" if path else chapter.get("name", "a page"), failures)
     if notebooks.is_dir():
         for unlisted in sorted({p.stem for p in notebooks.glob("*.ipynb")} - listed):
             print(
@@ -454,7 +567,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     context, book = payload
     try:
         book = preprocess(context, book)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, ImportError) as err:
         print(f"[notebooks] error: {err}", file=sys.stderr)
         return 1
     json.dump(book, stdout)
