@@ -1,11 +1,28 @@
-"""Contrastive losses against independent fp64 computations (values and gradients)."""
+"""Contrastive losses against independent fp64 computations (values and gradients); the family's methods
+and recipes."""
 
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
 
-from sslcookbook.losses import nt_xent
+from sslcookbook.losses import (
+    MemoryQueue,
+    dcl,
+    info_nce,
+    moco_loss,
+    moco_v3_loss,
+    nearest_neighbour,
+    nnclr_loss,
+    nt_xent,
+    supcon,
+)
+from sslcookbook.methods import DCL, NNCLR, MoCoV2, MoCoV3, SimCLR, SupCon
+from sslcookbook.methods.momentum import sub_batch_forward
+from sslcookbook.models import SmallCNN
+from sslcookbook.recipes import get_recipe
+from sslcookbook.train import TrainConfig, fit
 
 
 def nt_xent_by_loops(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -81,17 +98,6 @@ def test_nt_xent_rejects_bad_temperature():
 
 
 # ---- the rest of the family, each against a loop written from the paper's equation (fp64) ----
-
-from sslcookbook.losses import (  # noqa: E402
-    MemoryQueue,
-    dcl,
-    info_nce,
-    moco_loss,
-    moco_v3_loss,
-    nearest_neighbour,
-    nnclr_loss,
-    supcon,
-)
 
 
 def unit(x):
@@ -226,12 +232,6 @@ def test_memory_queue_is_fifo_and_normalised():
 
 # ---- methods and recipes of the family ----
 
-from dataclasses import dataclass  # noqa: E402
-
-from sslcookbook.methods import DCL, NNCLR, MoCoV2, MoCoV3, SimCLR, SupCon  # noqa: E402
-from sslcookbook.models import SmallCNN  # noqa: E402
-from sslcookbook.recipes import get_recipe  # noqa: E402
-from sslcookbook.train import TrainConfig, fit  # noqa: E402
 
 FAMILY = {
     "simclr": SimCLR,
@@ -350,8 +350,6 @@ def test_the_kit_rejects_bad_views_backbones_and_arguments():
 
 
 # -- Shuffle-BN on one device (MoCoV2(bn_splits=...)) ------------------------------------------------
-
-from sslcookbook.methods.momentum import sub_batch_forward  # noqa: E402
 
 
 def by_hand_batch_norm(x: torch.Tensor) -> torch.Tensor:
