@@ -83,18 +83,6 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     return clone
 
 
-def _unique_parameters(modules: Iterable[nn.Module]) -> list[torch.Tensor]:
-    """The parameters of ``modules`` in order, each once (as ``nn.Module.parameters`` lists them)."""
-    seen: set[int] = set()
-    params = []
-    for module in modules:
-        for p in module.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
-    return params
-
-
 class EMATarget(nn.Module):
     r"""The frozen EMA copy of a set of online modules, with its momentum schedule and its progress.
 
@@ -136,7 +124,6 @@ class EMATarget(nn.Module):
                 "EMATarget takes a non-empty dict of the online modules to copy, "
                 'e.g. EMATarget({"backbone": backbone, "projector": projector})'
             )
-        self._online = tuple(online.values())  # a tuple, so nn.Module does not register them
         for name, module in online.items():
             if not isinstance(module, nn.Module):
                 raise TypeError(f"online[{name!r}] is a {type(module).__name__}, not an nn.Module")
@@ -145,8 +132,11 @@ class EMATarget(nn.Module):
                     f"{name!r} cannot name a copy: use an identifier that is not an attribute of "
                     "EMATarget (e.g. 'backbone', 'projector', 'head')"
                 )
+        online = nn.ModuleDict(dict(online))
+        # In a tuple, so this module does not register (and save, or hand to the optimiser) the online ones.
+        self._online = (online,)
         # One deepcopy of the whole dict keeps modules shared between online modules shared.
-        copies = frozen_copy(nn.ModuleDict(dict(online)))
+        copies = frozen_copy(online)
         for name, module in copies.items():
             self.add_module(name, module)
 
@@ -157,7 +147,7 @@ class EMATarget(nn.Module):
 
     def online_parameters(self) -> list[torch.Tensor]:
         """The online parameters, in the order of this target's ``parameters()``."""
-        return _unique_parameters(self._online)
+        return list(self._online[0].parameters())  # each once, as nn.Module lists them
 
     @torch.no_grad()
     def update(self, progress: float) -> None:
