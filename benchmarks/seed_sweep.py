@@ -25,6 +25,7 @@ import torch
 
 from sslcookbook import data, evaluate
 from sslcookbook.models import build_backbone
+from sslcookbook.profiles import PROFILES
 from sslcookbook.recipes import get_recipe
 from sslcookbook.train import fit
 
@@ -53,7 +54,7 @@ def parse_assignment(text: str) -> tuple[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
-    parser.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--profile", default="smoke", choices=PROFILES)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument(

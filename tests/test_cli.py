@@ -65,7 +65,7 @@ def test_show_applies_set_overrides(capsys):
         capsys,
         "simsiam",
         "--profile",
-        "gpu",
+        "full",
         "--set",
         "train.lr=0.01",
         "--set",
@@ -82,7 +82,7 @@ def test_show_applies_set_overrides(capsys):
         "backbone.width=8",
     )
     assert shown["train"]["lr"] == 0.01 and shown["train"]["amp"] is False
-    assert shown["train"]["epochs"] == get_recipe("simsiam").setting("gpu").train.epochs  # the rest stays
+    assert shown["train"]["epochs"] == get_recipe("simsiam").setting("full").train.epochs  # the rest stays
     assert shown["method"]["arguments"]["use_predictor"] is False
     assert shown["views"]["arguments"]["crop_scale"] == [0.5, 1.0]
     assert shown["views"]["arguments"]["color_strength"] == 0.5  # the recipe's, kept

@@ -21,6 +21,7 @@ from sslcookbook.losses import (
 from sslcookbook.methods import DCL, NNCLR, MoCoV2, MoCoV3, SimCLR, SupCon
 from sslcookbook.methods.momentum import sub_batch_forward
 from sslcookbook.models import SmallCNN
+from sslcookbook.profiles import PROFILES
 from sslcookbook.recipes import get_recipe
 from sslcookbook.train import TrainConfig, fit
 
@@ -257,7 +258,7 @@ def tiny_views(images, generator=None):
 @pytest.mark.parametrize("name", sorted(FAMILY))
 def test_recipe_builds_in_every_profile_and_trains(name):
     recipe = get_recipe(name)
-    for profile in ("smoke", "cpu", "gpu"):
+    for profile in PROFILES:
         assert recipe.setting(profile).train.epochs >= 1
     method = recipe.build("smoke", in_channels=1)
     assert isinstance(method, FAMILY[name])

@@ -101,6 +101,26 @@ def test_subset_is_stratified_deterministic_and_ordered():
         ds.subset(0)
 
 
+def test_split_holds_out_a_stratified_fraction_and_keeps_the_rest():
+    labels = torch.cat([torch.zeros(600), torch.ones(300), torch.full((100,), 2)]).long()
+    ids = torch.arange(1000)
+    ds = ImageDataset(ids.view(-1, 1, 1, 1).remainder(256).to(torch.uint8), labels, ["a", "b", "c"], "skewed")
+    ds.images = torch.stack([ids % 256, ids // 256], 1).view(-1, 1, 1, 2).to(torch.uint8)
+    key = lambda d: (d.images[:, 0, 0, :].long() * torch.tensor([1, 256])).sum(1)
+    rest, held_out = ds.split(0.2, seed=3)
+    assert held_out.class_counts().tolist() == [120, 60, 20] and len(rest) == 800
+    assert torch.equal(key(held_out), key(ds.subset(200, seed=3)))
+    together = torch.cat([key(rest), key(held_out)]).sort().values
+    assert torch.equal(together, ids), "every image lands on exactly one side"
+    assert torch.equal(key(rest), key(rest).sort().values)
+    assert torch.equal(key(ds.split(0.2, seed=3)[1]), key(held_out))
+    for bad in (0, 1, 1.5, True, "0.2"):
+        with pytest.raises(ValueError, match="strictly between 0 and 1"):
+            ds.split(bad)
+    with pytest.raises(ValueError, match="at least one image"):
+        ds.split(1e-4)
+
+
 # ---------------------------------------------------------------- registry
 
 

@@ -13,6 +13,7 @@ from sslcookbook.losses import dino_loss, negative_cosine, update_center
 from sslcookbook.methods import BYOL, DINO, DINOHead, SimSiam
 from sslcookbook.models import SmallCNN
 from sslcookbook.optim import build_optimizer
+from sslcookbook.profiles import PROFILES
 from sslcookbook.recipes import get_recipe
 from sslcookbook.train import TrainConfig, fit
 
@@ -578,11 +579,11 @@ def test_each_method_trains_with_fit(build, num_views):
 
 
 @pytest.mark.parametrize("name", ["byol", "simsiam", "dino"])
-@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_recipes_build_in_every_profile(name, profile):
     recipe = get_recipe(name)
     setting = recipe.setting(profile)
-    # The gpu profile's ResNet-18 is tested in test_models; a small CNN keeps this test fast.
+    # The full profile's ResNet-18 is tested in test_models; a small CNN keeps this test fast.
     method = recipe.build(profile, in_channels=1 if setting.data == "digits" else 3, backbone="small_cnn")
     assert isinstance(method, (BYOL, SimSiam, DINO))
     shape = (1, 8, 8) if setting.data == "digits" else (3, 32, 32)

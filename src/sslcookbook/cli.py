@@ -12,7 +12,7 @@ import ast
 import json
 import sys
 
-from .profiles import PROFILES
+from .profiles import PROFILE_HELP, PROFILES
 
 SET_HELP = (
     "override a setting, e.g. train.lr=0.1, method.temperature=0.2, views.strength=0.5, backbone.width=64, "
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     show = sub.add_parser("show", help="print a recipe's fully resolved setting as JSON")
     show.add_argument("recipe")
-    show.add_argument("--profile", choices=PROFILES, help="default: $SSLCOOKBOOK_PROFILE, else gpu/cpu")
+    show.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
     show.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP
     )
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--data", help="dataset name (digits, shapes, cifar10, ..., folder:PATH); = --set data=..."
     )
-    run.add_argument("--profile", choices=PROFILES, help="default: $SSLCOOKBOOK_PROFILE, else gpu/cpu")
+    run.add_argument("--profile", choices=PROFILES, help=PROFILE_HELP)
     run.add_argument("--epochs", type=int, help="= --set train.epochs=...")
     run.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     run.add_argument("--out", help="output folder (default: runs/RECIPE-DATA-PROFILE)")

@@ -1,8 +1,15 @@
-"""Run profiles: how much compute a recipe, notebook or test may spend.
+"""Run profiles: how much compute a recipe, notebook or test may spend, read from one place.
 
-``smoke`` (CI: seconds), ``cpu`` (a laptop: minutes, the method visibly beats its baselines),
-``gpu`` (the published recipe). The active profile comes from ``SSLCOOKBOOK_PROFILE``; without it,
-``gpu`` when CUDA is available, else ``cpu``.
+- ``smoke``: CI, seconds per notebook (the 8×8 digits, a few epochs).
+- ``cpu``: the default everywhere, CUDA or not: a laptop, minutes, offline data (the digits), and every
+  method visibly beats both baselines.
+- ``gpu``: a classroom GPU: CIFAR-10 (downloaded with torchvision on first use), a small CNN and short
+  schedules, each notebook meant to take at most 10 minutes on a T4-class card.
+- ``full``: the published setting (CIFAR-10, the CIFAR ResNet-18, 200 epochs): benchmark tables and the
+  CLI, never a notebook's default.
+
+The active profile is ``SSLCOOKBOOK_PROFILE`` (or ``--profile`` on the CLI), else ``cpu``: having a GPU
+does not switch to a longer run by itself.
 """
 
 from __future__ import annotations
@@ -11,18 +18,31 @@ import os
 
 import torch
 
-PROFILES = ("smoke", "cpu", "gpu")
+PROFILES = ("smoke", "cpu", "gpu", "full")
+DEFAULT_PROFILE = "cpu"
+# Profiles whose data (CIFAR-10) is downloaded on first use; smoke and cpu read only bundled data.
+DOWNLOADING_PROFILES = ("gpu", "full")
+
+PROFILE_HELP = (
+    "smoke (seconds), cpu (the default: minutes on a laptop, offline data), gpu (a classroom GPU: "
+    "CIFAR-10, minutes), full (the published 200-epoch setting); default: $SSLCOOKBOOK_PROFILE, else cpu"
+)
 
 
 def active_profile(profile: str | None = None) -> str:
-    """Return ``profile`` if given, else ``$SSLCOOKBOOK_PROFILE``, else the default for this machine."""
-    name = profile or os.environ.get("SSLCOOKBOOK_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
+    """Return ``profile`` if given, else ``$SSLCOOKBOOK_PROFILE``, else ``cpu``."""
+    name = profile or os.environ.get("SSLCOOKBOOK_PROFILE") or DEFAULT_PROFILE
     if name not in PROFILES:
         raise ValueError(
             f"unknown profile {name!r}: choose one of {', '.join(PROFILES)} "
             "(set SSLCOOKBOOK_PROFILE or pass --profile)"
         )
     return name
+
+
+def downloads_data(profile: str | None = None) -> bool:
+    """Whether ``profile``'s data may be fetched from the internet on first use (gpu and full)."""
+    return active_profile(profile) in DOWNLOADING_PROFILES
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:

@@ -20,7 +20,7 @@ from . import distributed
 from .evaluate import compare_baselines, embed
 from .methods import SSLMethod
 from .models import export_backbone
-from .profiles import default_device
+from .profiles import default_device, downloads_data
 from .recipes import Resolved, get_recipe
 from .train import fit, load_checkpoint
 
@@ -34,22 +34,12 @@ def load_splits(name: str, train_subset: int | None = None, test_subset: int | N
         if not name.startswith("folder:"):
             raise
         print(f"{e}: holding out 10% of the training images for evaluation")
-        train, test = _hold_out(train, fraction=0.1, seed=0)
+        train, test = train.split(0.1, seed=0)
     if train_subset:
         train = train.subset(train_subset, seed=0)
     if test_subset:
         test = test.subset(test_subset, seed=0)
     return train, test
-
-
-def _hold_out(dataset, fraction: float, seed: int):
-    """Split a data set into (rest, held-out fraction), deterministically."""
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
-    k = max(1, round(fraction * len(dataset)))
-    part = lambda idx, tag: datasets.ImageDataset(
-        dataset.images[idx], dataset.labels[idx], list(dataset.classes), f"{dataset.name}[{tag}]"
-    )
-    return part(order[k:].sort().values, "train"), part(order[:k].sort().values, "held out")
 
 
 def run_recipe(
@@ -62,7 +52,7 @@ def run_recipe(
     resume: bool = False,
     progress: bool = True,
     figures: bool = True,
-    download: bool = False,
+    download: bool = False,  # always True in the gpu and full profiles
     sync_bn: bool = False,
     overrides: Mapping[str, object] | None = None,
 ) -> dict:
@@ -91,6 +81,7 @@ def run_recipe(
     if distributed.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "config.json", resolved.to_dict())
+    download = download or downloads_data(profile)  # gpu and full fetch CIFAR-10 on first use
     train_ds, test_ds = load_splits(data, setting.train_subset, setting.test_subset, download=download)
     torch.manual_seed(setting.train.seed)  # the initial weights are part of the recipe
     method = resolved.build(in_channels=train_ds.image_shape[0])

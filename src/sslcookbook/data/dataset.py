@@ -109,9 +109,32 @@ class ImageDataset(Dataset):
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"subset size n must be a positive int, got {n!r}")
-        total = len(self)
-        if n >= total:
+        if n >= len(self):
             return self
+        return self._take(self._stratified_order(seed)[:n].sort().values, f"subset {n}, seed {seed}")
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+        """``(rest, held_out)``: a class-stratified ``fraction`` of the images held out, deterministically.
+
+        This is how a validation split is carved from a training set, so that thresholds and choices are
+        tuned without looking at the test split. ``held_out`` is what ``subset(round(fraction * N), seed)``
+        returns; ``rest`` is every other image, both in their original order.
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+            raise ValueError(f"split fraction must be a number strictly between 0 and 1, got {fraction!r}")
+        k = round(fraction * len(self))
+        if not 1 <= k < len(self):
+            raise ValueError(
+                f"a fraction of {fraction} of {len(self)} images holds out {k}: choose a fraction that "
+                "leaves at least one image on each side"
+            )
+        order = self._stratified_order(seed)
+        tag = f"{fraction:g} held out, seed {seed}"
+        return self._take(order[k:].sort().values, f"rest of {tag}"), self._take(order[:k].sort().values, tag)
+
+    def _stratified_order(self, seed: int) -> torch.Tensor:
+        """A permutation of the indices whose every prefix holds each class in proportion to its size."""
+        total = len(self)
         generator = torch.Generator().manual_seed(seed)
         labels = self.labels.cpu()
         order = torch.randperm(total, generator=generator)
@@ -124,10 +147,12 @@ class ImageDataset(Dataset):
         rank[by_class] = (torch.arange(total) - starts[shuffled[by_class]]).double()
         jitter = torch.rand(total, generator=generator, dtype=torch.float64)
         key = (rank + jitter) / counts[shuffled].double()
-        keep = order[torch.argsort(key)[:n]].sort().values
+        return order[torch.argsort(key)]
+
+    def _take(self, keep: torch.Tensor, tag: str) -> ImageDataset:
         return ImageDataset(
             self.images.index_select(0, keep.to(self.images.device)),
             self.labels.index_select(0, keep.to(self.labels.device)),
             list(self.classes),
-            f"{self.name}[subset {n}, seed {seed}]",
+            f"{self.name}[{tag}]",
         )

@@ -23,6 +23,9 @@ TORCHVISION_SETS = {
     "fashion_mnist": "FashionMNIST",
 }
 
+# Approximate download sizes, for the message printed before a first download.
+_DOWNLOAD_MB = {"cifar10": 170, "cifar100": 170, "stl10": 2640, "mnist": 12, "fashion_mnist": 30}
+
 _STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
 
@@ -62,6 +65,13 @@ def load_torchvision(name: str, split: str, root: Path, download: bool) -> Image
         )
     if download:
         root.mkdir(parents=True, exist_ok=True)
+        if missing:
+            print(
+                f"{name}: not found under {root}; downloading it once with torchvision "
+                f"(about {_DOWNLOAD_MB[name]} MB), later runs read it from there "
+                "(set $SSLCOOKBOOK_DATA to keep data elsewhere)",
+                flush=True,
+            )
     kwargs = {"split": split} if name == "stl10" else {"train": split == "train"}
     try:
         tv = cls(str(root), download=download, **kwargs)

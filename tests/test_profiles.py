@@ -1,0 +1,51 @@
+"""Profiles: cpu is the default everywhere (a GPU does not switch to a longer run), gpu and full download."""
+
+import pytest
+import torch
+
+from sslcookbook import runner
+from sslcookbook.profiles import PROFILES, active_profile, downloads_data
+from sslcookbook.recipes import RECIPES
+
+
+def test_cpu_is_the_default_even_with_cuda(monkeypatch):
+    monkeypatch.delenv("SSLCOOKBOOK_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert active_profile() == "cpu"
+    monkeypatch.setenv("SSLCOOKBOOK_PROFILE", "gpu")
+    assert active_profile() == "gpu" and active_profile("full") == "full"
+
+
+def test_unknown_profile_names_the_choices(monkeypatch):
+    monkeypatch.setenv("SSLCOOKBOOK_PROFILE", "laptop")
+    with pytest.raises(ValueError, match="smoke, cpu, gpu, full"):
+        active_profile()
+
+
+def test_only_gpu_and_full_download():
+    assert [p for p in PROFILES if downloads_data(p)] == ["gpu", "full"]
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_has_a_classroom_and_a_published_setting(name):
+    recipe = RECIPES[name]
+    smoke, cpu, gpu, full = (recipe.setting(p) for p in PROFILES)
+    assert smoke.data == cpu.data == "digits"  # offline
+    assert gpu.data == full.data == "cifar10"
+    assert full.train.epochs == 200 and full.backbone == "resnet18_cifar"
+    # The classroom run is a fraction of the published one: a small CNN, a subset, a short schedule.
+    assert gpu.backbone == "small_cnn" and gpu.train_subset and gpu.train.epochs <= 20
+
+
+@pytest.mark.parametrize("profile, expected", [("cpu", False), ("gpu", True), ("full", True)])
+def test_the_runner_downloads_in_gpu_and_full(monkeypatch, tmp_path, profile, expected):
+    seen = {}
+
+    def fake_load_splits(name, train_subset=None, test_subset=None, download=False):
+        seen["download"] = download
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(runner, "load_splits", fake_load_splits)
+    with pytest.raises(RuntimeError, match="stop here"):
+        runner.run_recipe("simclr", profile=profile, out=tmp_path, progress=False)
+    assert seen["download"] is expected
