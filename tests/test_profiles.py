@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sslcookbook import runner
-from sslcookbook.profiles import PROFILES, active_profile, downloads_data
+from sslcookbook.profiles import PROFILES, active_profile, downloads_data, notebook_profile
 from sslcookbook.recipes import RECIPES
 
 
@@ -20,6 +20,13 @@ def test_unknown_profile_names_the_choices(monkeypatch):
     monkeypatch.setenv("SSLCOOKBOOK_PROFILE", "laptop")
     with pytest.raises(ValueError, match="smoke, cpu, gpu, full"):
         active_profile()
+
+
+def test_notebooks_refuse_the_full_profile_and_say_what_to_do(monkeypatch):
+    monkeypatch.setenv("SSLCOOKBOOK_PROFILE", "full")
+    with pytest.raises(ValueError, match="--profile full"):
+        notebook_profile()
+    assert notebook_profile("gpu") == "gpu"
 
 
 def test_only_gpu_and_full_download():

@@ -40,6 +40,21 @@ def active_profile(profile: str | None = None) -> str:
     return name
 
 
+NOTEBOOK_PROFILES = ("smoke", "cpu", "gpu")
+
+
+def notebook_profile(profile: str | None = None) -> str:
+    """The active profile for a notebook: ``smoke``, ``cpu`` or ``gpu`` (``full`` is for the CLI)."""
+    name = active_profile(profile)
+    if name not in NOTEBOOK_PROFILES:
+        raise ValueError(
+            f"profile {name!r} trains the published 200-epoch recipes (hours per notebook): notebooks run "
+            "smoke, cpu or gpu. Set SSLCOOKBOOK_PROFILE=gpu for CIFAR-10 on a GPU, or train the full recipe "
+            "with `sslcookbook run RECIPE --profile full`."
+        )
+    return name
+
+
 def downloads_data(profile: str | None = None) -> bool:
     """Whether ``profile``'s data may be fetched from the internet on first use (gpu and full)."""
     return active_profile(profile) in DOWNLOADING_PROFILES
