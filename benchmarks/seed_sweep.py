@@ -17,11 +17,11 @@ import argparse
 import ast
 import datetime
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+from _machine import device_name  # benchmarks/_machine.py (scripts run from this folder)
 
 from sslcookbook import data, evaluate
 from sslcookbook.models import build_backbone
@@ -30,15 +30,6 @@ from sslcookbook.recipes import get_recipe
 from sslcookbook.train import fit
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    return platform.processor() or "cpu"
 
 
 def parse_assignment(text: str) -> tuple[str, object]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import torch
+from _machine import device_name  # benchmarks/_machine.py (scripts run from this folder)
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -30,15 +31,6 @@ from sslcookbook.profiles import NOTEBOOK_PROFILES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    return platform.processor() or "cpu"
 
 
 def cell_text(cell) -> str:
