@@ -41,3 +41,28 @@ def test_show_views_resizes_originals_to_the_view_size():
     assert _titles(fig) == ["original"] * 3 + ["view 1"] * 3 + ["view 2"] * 3
     assert {ax.images[0].get_array().shape[:2] for ax in fig.axes} == {(16, 16)}
     matplotlib.pyplot.close(fig)
+
+
+def test_plot_on_circle_draws_one_panel_per_embedding_and_checks_shapes():
+    labels = torch.arange(12) % 3
+    panels = {"untrained": torch.randn(12, 2), "trained": torch.randn(12, 2)}
+    fig = viz.plot_on_circle(panels, labels, classes=["a", "b", "c"], notes={"trained": "align 0.1"})
+    assert _titles(fig) == ["untrained", "trained"]
+    assert fig.axes[1].get_xlabel() == "align 0.1"
+    offsets = fig.axes[0].collections[0].get_offsets()
+    radii = (offsets**2).sum(1) ** 0.5
+    assert abs(radii - (1 + 0.06 * labels.numpy())).max() < 1e-5  # class k on the ring of radius 1 + 0.06k
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="expected 12×2"):
+        viz.plot_on_circle({"3-D": torch.randn(12, 3)}, labels)
+
+
+def test_plot_streaming_lse_draws_tiles_and_running_estimates():
+    logits = torch.randn(4, 10)
+    running = torch.stack([torch.logsumexp(logits[:, : 3 * (t + 1)], dim=1) for t in range(4)])
+    fig = viz.plot_streaming_lse(logits, block=3, running=running)
+    assert len(fig.axes[0].lines) == 3  # boundaries between the 4 tiles of 3, 3, 3 and 1 keys
+    assert len(fig.axes[1].lines) == 2 * 4  # a running curve and its exact value for each row
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="running must be"):
+        viz.plot_streaming_lse(logits, block=5, running=running)

@@ -13,6 +13,8 @@ __all__ = [
     "plot_label_efficiency",
     "plot_loss",
     "plot_neighbours",
+    "plot_on_circle",
+    "plot_streaming_lse",
     "show_views",
     "slider_explorer",
 ]
@@ -177,3 +179,72 @@ def slider_explorer(update, **sliders):
     }
     # interact draws once with the defaults right away, so the cell has an output when run headless
     return widgets.interact(update, **controls)
+
+
+def plot_on_circle(panels: dict, labels: torch.Tensor, classes=None, notes: dict | None = None):
+    """2-D embeddings on the unit circle S¹, one panel per entry of ``panels`` (title → N×2 tensor).
+
+    Each point is L2-normalised onto the circle and drawn at radius 1 + 0.06·label, so the classes form
+    concentric rings: a class that occupies one arc is *aligned*, rings covered all round are *uniform*
+    (Wang & Isola 2020, Figure 3). ``notes`` (title → text) is written under each panel, e.g. the
+    alignment and uniformity values.
+    """
+    if not panels:
+        raise ValueError("panels is empty: pass {title: N×2 embeddings}")
+    y = labels.detach().cpu().numpy()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.8), squeeze=False)
+    for ax, (title, z) in zip(axes[0], panels.items()):
+        if z.ndim != 2 or z.shape[1] != 2 or z.shape[0] != len(y):
+            raise ValueError(f"panel {title!r}: expected {len(y)}×2 embeddings, got {tuple(z.shape)}")
+        xy = F.normalize(z.detach().float().cpu(), dim=1).numpy()
+        radius = 1 + 0.06 * y
+        ring = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(ring), np.sin(ring), color="0.85", lw=0.8, zorder=0)
+        sc = ax.scatter(xy[:, 0] * radius, xy[:, 1] * radius, c=y, cmap="tab10", vmin=0, vmax=9, s=5)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=9)
+        if notes and title in notes:
+            ax.set_xlabel(notes[title], fontsize=8)
+    if classes is not None and len(classes) <= 10:
+        colours = [sc.cmap(sc.norm(i)) for i in range(len(classes))]
+        handles = [plt.Line2D([], [], marker="o", ls="", color=colour) for colour in colours]
+        fig.legend(handles, classes, fontsize=7, loc="center right", markerscale=0.8)
+        fig.subplots_adjust(right=0.9)
+    return fig
+
+
+def plot_streaming_lse(logits: torch.Tensor, block: int, running: torch.Tensor, rows: int = 6):
+    """The streaming log-sum-exp at work: the N×M logits cut into tiles of ``block`` keys (left), and
+    each row's running estimate m + log ℓ after every tile (right), ending on ``torch.logsumexp``.
+
+    ``running`` is (tiles × N): the estimate of every row after each tile, as the streaming loop keeps it.
+    """
+    logits = logits.detach().float().cpu()
+    running = running.detach().float().cpu()
+    n, m = logits.shape
+    tiles = -(-m // block)
+    if running.shape != (tiles, n):
+        raise ValueError(
+            f"running must be (tiles, N) = ({tiles}, {n}) for {m} keys in tiles of {block}, "
+            f"got {tuple(running.shape)}"
+        )
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
+    image = axes[0].imshow(logits.numpy(), cmap="viridis", aspect="auto", interpolation="nearest")
+    for t in range(1, tiles):
+        axes[0].axvline(t * block - 0.5, color="white", lw=1.5)
+    axes[0].set_xlabel(f"keys j, streamed {block} at a time ({tiles} tiles)")
+    axes[0].set_ylabel("query rows i")
+    axes[0].set_title("logits s_ij/τ: one tile at a time is ever held")
+    fig.colorbar(image, ax=axes[0], fraction=0.04)
+    exact = torch.logsumexp(logits, dim=1)
+    steps = np.arange(1, tiles + 1)
+    for i in range(min(rows, n)):
+        line = axes[1].plot(steps, running[:, i].numpy(), marker="o", ms=3)[0]
+        axes[1].axhline(exact[i].item(), color=line.get_color(), ls=":", lw=1)
+    axes[1].set_xlabel("tiles seen")
+    axes[1].set_ylabel("running m + log ℓ")
+    axes[1].set_title("per row, two numbers: m and ℓ (dotted: logsumexp)")
+    fig.tight_layout()
+    return fig

@@ -6,6 +6,10 @@ take inputs the calling loss has already checked. Its PyTorch reference is the l
 backend with :func:`resolve_backend` and calls either the formula or the kernel. On a CPU the kernels run
 under the Triton interpreter, which must be switched on (``TRITON_INTERPRET=1``) *before* a kernel module
 is imported.
+
+Triton is optional: it has no macOS wheel and is absent from CPU-only PyTorch builds. Without it the
+package imports, ``backend="auto"`` uses the PyTorch formulas, and a kernel module's ``AVAILABLE`` is False;
+calling a kernel (or ``backend="triton"``) raises a RuntimeError from :func:`require_triton` that says so.
 """
 
 from __future__ import annotations
@@ -21,14 +25,38 @@ KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @functools.cache
-def triton_available() -> bool:
-    """True when ``import triton`` works (the GPU itself is checked per call, from the tensors' device)."""
+def _triton_import_error() -> str | None:
+    """None when ``import triton`` works, else the error it raised, as ``Type: message``."""
     try:
         import triton  # noqa: F401
         import triton.language  # noqa: F401
-    except Exception:  # ImportError, or a broken install failing at import time (RuntimeError, OSError)
-        return False
-    return True
+    except Exception as err:  # ImportError, or a broken install failing at import (RuntimeError, OSError)
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def triton_available() -> bool:
+    """True when ``import triton`` works (the GPU itself is checked per call, from the tensors' device)."""
+    return _triton_import_error() is None
+
+
+def triton_unavailable_message(what: str = "the Triton kernels") -> str:
+    """Why ``what`` cannot run without Triton and what to do instead (empty when Triton imports)."""
+    error = _triton_import_error()
+    if error is None:
+        return ""
+    return (
+        f"{what} cannot run: the triton package cannot be imported here ({error}). Triton ships with "
+        "PyTorch's CUDA builds on Linux; it has no macOS wheel and is absent from CPU-only builds. Use "
+        "backend='torch' or backend='auto' (the PyTorch formula, same loss and gradients), or install "
+        "triton on Linux (pip install triton)"
+    )
+
+
+def require_triton(what: str = "the Triton kernels") -> None:
+    """Raise a RuntimeError that says why and what to do when ``import triton`` fails."""
+    if not triton_available():
+        raise RuntimeError(triton_unavailable_message(what))
 
 
 def resolve_backend(backend: str, tensors: Sequence[torch.Tensor], kernel: ModuleType) -> str:
@@ -53,8 +81,7 @@ def resolve_backend(backend: str, tensors: Sequence[torch.Tensor], kernel: Modul
     if backend == "auto":
         usable = on_cuda and triton_available() and dtypes_ok and kernel.unsupported(tensors) is None
         return "triton" if usable else "torch"
-    if not triton_available():
-        raise RuntimeError("backend='triton' needs the triton package, which cannot be imported here")
+    require_triton("backend='triton'")
     if not on_cuda and not kernel.INTERPRETED:
         raise RuntimeError(
             "backend='triton' on CPU tensors needs the Triton interpreter: set the environment variable "
@@ -76,4 +103,11 @@ def resolve_backend(backend: str, tensors: Sequence[torch.Tensor], kernel: Modul
     return "triton"
 
 
-__all__ = ["BACKENDS", "KERNEL_DTYPES", "resolve_backend", "triton_available"]
+__all__ = [
+    "BACKENDS",
+    "KERNEL_DTYPES",
+    "require_triton",
+    "resolve_backend",
+    "triton_available",
+    "triton_unavailable_message",
+]

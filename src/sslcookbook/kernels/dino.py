@@ -99,9 +99,12 @@ from collections.abc import Sequence
 
 import torch
 
-from . import triton_available
+from . import require_triton, triton_available
 
-__all__ = ["INTERPRETED", "dino_loss", "unsupported"]
+__all__ = ["AVAILABLE", "INTERPRETED", "dino_loss", "unsupported"]
+
+# False where `import triton` fails: dino_loss then raises a RuntimeError saying why (require_triton).
+AVAILABLE = triton_available()
 
 _LOG2E = math.log2(math.e)
 
@@ -383,6 +386,7 @@ def dino_loss(
     teacher_temperature: float,
 ) -> torch.Tensor:
     """The mean DINO loss (fp32) with the three row kernels; differentiable with respect to the student."""
+    require_triton("the fused DINO kernel (sslcookbook.kernels.dino)")
     return _DinoLossTriton.apply(
         student, teacher.detach(), center.detach(), student_temperature, teacher_temperature
     )

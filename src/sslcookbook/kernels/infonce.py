@@ -88,9 +88,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import triton_available
+from . import require_triton, triton_available
 
-__all__ = ["INTERPRETED", "info_nce", "info_nce_lse", "nt_xent", "unsupported"]
+__all__ = ["AVAILABLE", "INTERPRETED", "info_nce", "info_nce_lse", "nt_xent", "unsupported"]
+
+# False where `import triton` fails: the kernels then raise a RuntimeError saying why (require_triton).
+AVAILABLE = triton_available()
+_WHAT = "the fused InfoNCE kernel (sslcookbook.kernels.infonce)"
 
 _MAX_ROW_BYTES = 2048  # BLOCK_D * element size; see _tile_config
 _LOG2E = math.log2(math.e)
@@ -448,6 +452,7 @@ def info_nce_lse(
 
     fp32, shape (N,); never stores the N×M logits; differentiable with respect to q and k.
     """
+    require_triton(_WHAT)
     return _RowLogSumExp.apply(q, k, temperature, bool(mask_self))
 
 
@@ -455,6 +460,7 @@ def info_nce(
     query: torch.Tensor, keys: torch.Tensor, temperature: float, labels: torch.Tensor | None = None
 ) -> torch.Tensor:
     """InfoNCE: the per-row lse from the kernel minus the positive logit, a row-wise dot product (fp32)."""
+    require_triton(_WHAT)
     qn, kn = _normalize(query), _normalize(keys)
     lse = _RowLogSumExp.apply(qn, kn, temperature, False)
     positives = kn[: query.shape[0]] if labels is None else kn.index_select(0, labels)
@@ -464,6 +470,7 @@ def info_nce(
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """NT-Xent: InfoNCE of z = [z1; z2] against itself without the self-pair; the positive of i is i ± N."""
+    require_triton(_WHAT)
     n = z1.shape[0]
     z = _normalize(torch.cat([z1, z2]))
     lse = _RowLogSumExp.apply(z, z, temperature, True)
