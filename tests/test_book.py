@@ -119,7 +119,8 @@ def test_cell_tags_and_collapsed_solutions():
 
 
 def test_collapsed_solution_folds_its_outputs_too():
-    solution = new_code_cell("print(6 * 7)", metadata={"jupyter": {"source_hidden": True}, "tags": ["solution"]})
+    hidden = {"jupyter": {"source_hidden": True}, "tags": ["solution"]}
+    solution = new_code_cell("print(6 * 7)", metadata=hidden)
     solution.outputs = [
         new_output("stream", name="stdout", text="42\n"),
         new_output("display_data", data={"image/png": PNG}),
