@@ -118,6 +118,28 @@ def test_cell_tags_and_collapsed_solutions():
     assert "<details>\n<summary>Show code</summary>\n\n```python\nanswer = 42\n```\n\n</details>" in md
 
 
+def test_collapsed_solution_folds_its_outputs_too():
+    hidden = {"jupyter": {"source_hidden": True}, "tags": ["solution"]}
+    solution = new_code_cell("print(6 * 7)", metadata=hidden)
+    solution.outputs = [
+        new_output("stream", name="stdout", text="42\n"),
+        new_output("display_data", data={"image/png": PNG}),
+    ]
+    shown = new_code_cell("print('visible')")
+    shown.outputs = [new_output("stream", name="stdout", text="visible\n")]
+    md = notebook_to_markdown(new_notebook(cells=[solution, shown]))
+    fold_start, fold_end = md.index("<details>"), md.index("</details>")
+    folded = md[fold_start:fold_end]
+    assert "<summary>Show code and output</summary>" in folded
+    assert "```python\nprint(6 * 7)\n```" in folded
+    assert "```text\n42\n```" in folded and f'src="data:image/png;base64,{PNG}"' in folded
+    # Nothing of the solution leaks after the fold; the next cell's output stays outside it.
+    assert "42" not in md[fold_end:] and PNG not in md[fold_end:]
+    assert md.index("```text\nvisible\n```") > fold_end
+    # Blank lines around the fold's Markdown, so mdBook renders the fences and the image inside it.
+    assert "<summary>Show code and output</summary>\n\n```python" in folded and folded.endswith("\n\n")
+
+
 def test_widget_outputs_show_saved_output_area_progress_bar_and_a_note():
     def model(name, **state):
         return {"model_name": name, "model_module": "@jupyter-widgets/controls", "state": state}

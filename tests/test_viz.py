@@ -66,3 +66,47 @@ def test_plot_streaming_lse_draws_tiles_and_running_estimates():
     matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="running must be"):
         viz.plot_streaming_lse(logits, block=5, running=running)
+
+
+def test_plot_singular_values_separates_healthy_dimensional_and_complete_collapse():
+    generator = torch.Generator().manual_seed(0)
+    healthy = torch.randn(200, 16, generator=generator)
+    dimensional = torch.randn(200, 2, generator=generator) @ torch.randn(2, 16, generator=generator)
+    complete = torch.ones(200, 16) + 1e-4 * torch.randn(200, 16, generator=generator)
+    features = {"healthy": healthy, "dimensional": dimensional, "complete": complete}
+    spectra = {name: viz.embedding_spectrum(z) for name, z in features.items()}
+    for name, spectrum in spectra.items():
+        assert spectrum.shape == (16,) and bool((spectrum[:-1] >= spectrum[1:] - 1e-12).all()), name
+        # The eigenvalues sum to the total variance of the unit-norm rows: 1 - |mean|^2.
+        unit = torch.nn.functional.normalize(features[name].double(), dim=1)
+        assert torch.allclose(spectrum.sum(), 1 - unit.mean(0).square().sum(), atol=1e-9), name
+    assert spectra["healthy"][8] > 1e-2 and spectra["dimensional"][2] < 1e-12  # rank 2: nothing after
+    assert spectra["complete"][0] < 1e-6 < spectra["dimensional"][0]
+    fig = viz.plot_singular_values(features, floor=1e-10)
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.lines] == list(features) and ax.get_yscale() == "log"
+    assert min(ax.lines[1].get_ydata()) == 1e-10  # the collapsed tail sits on the floor, not at log(0)
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="N×D"):
+        viz.embedding_spectrum(torch.zeros(5))
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        viz.embedding_spectrum(torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_singular_values({})
+
+
+def test_plot_block_diagram_draws_boxes_arrows_and_labels():
+    boxes = {"x": (0, 0, "view"), "f": (2, 0, "encoder"), "t": (2, -1, "target", "#eeeeee")}
+    arrows = [("x", "f"), ("f", "t", {"text": "EMA", "dashed": True, "rad": 0.2})]
+    fig = viz.plot_block_diagram(boxes, arrows, title="flow")
+    (ax,) = fig.axes
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[:3] == ["view", "encoder", "target"] and "EMA" in texts
+    assert len([c for c in ax.get_children() if isinstance(c, matplotlib.text.Annotation)]) == 2
+    assert ax.get_title() == "flow"
+    fig.canvas.draw()  # the arrows are clipped to the boxes at draw time
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="names no box"):
+        viz.plot_block_diagram(boxes, [("x", "loss")])
+    with pytest.raises(ValueError, match=r"\(x, y, text\)"):
+        viz.plot_block_diagram({"x": (0, 0)}, [])

@@ -354,9 +354,9 @@ def notebook_to_markdown(
     ``text`` blocks (ANSI colours removed), images as ``<img>`` with a base64 data URI, Markdown
     and script-free HTML as is, widgets as their saved Output areas / progress bars and a note.
     Cell tags ``remove-cell``, ``remove-input`` and ``remove-output`` drop those parts; a code cell
-    collapsed in Jupyter (``jupyter.source_hidden``) or tagged ``hide-input`` is folded into a
-    ``<details>`` element (the notebooks' exercise solutions). ``title`` becomes a level-1 heading
-    unless the first cell already starts with one.
+    collapsed in Jupyter (``jupyter.source_hidden``) or tagged ``hide-input`` is folded, with its
+    outputs, into a ``<details>`` element (the notebooks' exercise solutions: their printed answers
+    stay hidden too). ``title`` becomes a level-1 heading unless the first cell already starts with one.
     """
     _check_notebook(nb)
     metadata = nb.get("metadata", {}) or {}
@@ -388,14 +388,18 @@ def notebook_to_markdown(
             if mime in ("text/markdown", "text/html") and source.strip():
                 blocks.append(source.strip("\n"))
         elif kind == "code":
-            if source.strip() and "remove-input" not in tags:
-                code = _fence(source, language)
-                hidden = (cell_meta.get("jupyter") or {}).get("source_hidden") or "hide-input" in tags
-                blocks.append(
-                    f"<details>\n<summary>Show code</summary>\n\n{code}\n\n</details>" if hidden else code
-                )
+            parts = [_fence(source, language)] if source.strip() and "remove-input" not in tags else []
+            outputs = []
             if "remove-output" not in tags:
-                blocks.extend(_outputs_to_markdown(cell.get("outputs", []) or [], widgets, language))
+                outputs = _outputs_to_markdown(cell.get("outputs", []) or [], widgets, language)
+            hidden = (cell_meta.get("jupyter") or {}).get("source_hidden") or "hide-input" in tags
+            if hidden and parts:
+                # A solution's output gives the answer away as much as its code: both go in the fold.
+                summary = "Show code and output" if outputs else "Show code"
+                body = "\n\n".join(parts + outputs)
+                blocks.append(f"<details>\n<summary>{summary}</summary>\n\n{body}\n\n</details>")
+            else:
+                blocks.extend(parts + outputs)
     return "\n\n".join(blocks) + "\n"
 
 

@@ -8,13 +8,16 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "embedding_spectrum",
     "image_grid",
+    "plot_block_diagram",
     "plot_embedding",
     "plot_label_efficiency",
     "plot_loss",
     "plot_neighbours",
     "plot_on_circle",
     "plot_streaming_lse",
+    "plot_singular_values",
     "show_views",
     "slider_explorer",
 ]
@@ -156,6 +159,129 @@ def plot_label_efficiency(results: dict, ax=None, title: str = "linear probe vs 
     ax.set_ylabel("top-1 (%)")
     ax.set_title(title)
     ax.legend()
+    return fig or ax.figure
+
+
+def embedding_spectrum(features: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues λ_1 ≥ … ≥ λ_D of the covariance of the L2-normalised rows of ``features`` (N×D).
+
+    Their sum is the total variance 1 − ‖mean‖², at most 1, so spectra of different methods share one
+    scale: completely collapsed features (every row the same) have every λ near 0, dimensionally
+    collapsed ones a few large λ and then a steep drop (Hua et al. 2021; Jing et al. 2022, who plot
+    the log singular values of this covariance).
+    """
+    if not isinstance(features, torch.Tensor) or features.ndim != 2 or min(features.shape) < 1:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise ValueError(f"features must be an N×D tensor with N, D >= 1, got {shape}")
+    if features.shape[0] < 2:
+        raise ValueError("a spectrum needs at least 2 rows (images) to estimate a covariance")
+    z = F.normalize(features.detach().cpu().double(), dim=1)
+    z = z - z.mean(dim=0)
+    # Singular values of the centred N×D matrix give the covariance's eigenvalues: λ = σ² / N.
+    return torch.linalg.svdvals(z).square() / z.shape[0]
+
+
+def plot_singular_values(features_by_name: dict, ax=None, floor: float = 1e-10, title: str | None = None):
+    """Log-scale spectrum of each embedding (:func:`embedding_spectrum`): variance per direction, ranked.
+
+    ``features_by_name`` maps a name to an N×D feature tensor. A healthy embedding spreads its variance
+    over many directions (a slowly falling curve); dimensional collapse shows as a curve that falls to
+    ``floor`` after a few directions, complete collapse as a curve that is low from the start.
+    """
+    if not features_by_name:
+        raise ValueError("features_by_name is empty: pass {name: N×D features} for at least one embedding")
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, features in features_by_name.items():
+        spectrum = embedding_spectrum(features).clamp_min(floor).numpy()
+        ax.plot(np.arange(1, len(spectrum) + 1), spectrum, label=name)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor / 2)
+    ax.set_xlabel("direction k (ranked by variance)")
+    ax.set_ylabel("variance λ_k of the L2-normalised features")
+    ax.set_title(title or "embedding spectrum")
+    ax.legend(fontsize=7)
+    return fig or ax.figure
+
+
+def plot_block_diagram(boxes: dict, arrows: list, ax=None, figsize=(10, 3), title: str | None = None):
+    """A method's data flow as labelled boxes and arrows (what the notebooks' opening figures draw).
+
+    ``boxes`` maps a key to ``(x, y, text)`` or ``(x, y, text, colour)`` in data coordinates (the axes
+    fit around them); ``arrows`` lists ``(from_key, to_key)`` or ``(from_key, to_key, options)`` with
+    options ``text`` (a label at the arrow's middle), ``dashed`` (no gradient flows), ``rad`` (the
+    curvature of the arrow, 0 for straight) and ``colour``. Arrows start and end at the boxes' edges.
+    """
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    artists = {}
+    for key, spec in boxes.items():
+        if not 3 <= len(spec) <= 4:
+            raise ValueError(f"box {key!r} must be (x, y, text) or (x, y, text, colour), got {spec!r}")
+        x, y, text = spec[:3]
+        colour = spec[3] if len(spec) == 4 else "#dbe9f6"
+        artists[key] = ax.text(
+            x,
+            y,
+            text,
+            ha="center",
+            va="center",
+            fontsize=9,
+            zorder=3,
+            bbox={"boxstyle": "round,pad=0.4", "facecolor": colour, "edgecolor": "0.3"},
+        )
+    for arrow in arrows:
+        if len(arrow) not in (2, 3):
+            raise ValueError(f"an arrow is (from, to) or (from, to, options), got {arrow!r}")
+        start, end, options = (*arrow, {}) if len(arrow) == 2 else arrow
+        missing = [k for k in (start, end) if k not in artists]
+        if missing:
+            raise ValueError(f"arrow {start!r} → {end!r} names no box {missing}: boxes are {list(artists)}")
+        source, target = artists[start], artists[end]
+        colour = options.get("colour", "0.2")
+        ax.annotate(
+            "",
+            xy=target.get_position(),
+            xytext=source.get_position(),
+            zorder=4,
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": colour,
+                "lw": 1.3,
+                "linestyle": "--" if options.get("dashed") else "-",
+                "connectionstyle": f"arc3,rad={options.get('rad', 0.0)}",
+                "patchA": source.get_bbox_patch(),
+                "patchB": target.get_bbox_patch(),
+                "shrinkA": 1,
+                "shrinkB": 1,
+                "mutation_scale": 14,
+            },
+        )
+        if options.get("text"):
+            (x0, y0), (x1, y1) = source.get_position(), target.get_position()
+            # The middle of an arc3 arrow lies rad × (the chord turned by 90°) / 2 off the chord's middle.
+            rad = options.get("rad", 0.0)
+            mx, my = (x0 + x1) / 2 + rad * (y1 - y0) / 2, (y0 + y1) / 2 - rad * (x1 - x0) / 2
+            ax.text(
+                mx,
+                my,
+                options["text"],
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=colour,
+                zorder=5,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"},
+            )
+    xs = [spec[0] for spec in boxes.values()]
+    ys = [spec[1] for spec in boxes.values()]
+    ax.set_xlim(min(xs) - 1, max(xs) + 1)
+    ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
     return fig or ax.figure
 
 
