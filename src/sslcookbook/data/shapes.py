@@ -20,6 +20,11 @@ SHAPES_TRAIN_SIZE = 5000
 SHAPES_TEST_SIZE = 1000
 SHAPES_TRAIN_SEED = 0
 SHAPES_TEST_SEED = 1
+# The colour-shortcut variant (registry name ``shapes_colour_shortcut``): 16 px and 2,000 training images,
+# so that notebook 01 trains its crop/colour ablation in CPU minutes.
+SHAPES_SHORTCUT_PIXELS = 16
+SHAPES_SHORTCUT_TRAIN_SIZE = 2000
+SHAPES_SHORTCUT_TEST_SIZE = 1000
 
 _CHUNK = 2048  # images rasterised at once: bounds the temporary float memory to ~40 MB at 32×32
 
