@@ -245,8 +245,10 @@ def test_shapes_colour_shortcut_leaves_the_plain_set_unchanged_and_is_determinis
     plain = make_shapes(48, seed=3)
     # The plain set's pixels, as generated before the variant existed.
     assert int(plain.images.long().sum()) == 18976733 and int((plain.images.long() ** 2).sum()) == 3265350797
-    a, b = make_shapes(48, size=16, seed=3, colour_shortcut=True), make_shapes(48, size=16, seed=3, colour_shortcut=True)
-    assert torch.equal(a.images, b.images) and torch.equal(a.labels, plain.labels)  # the same shapes, recoloured
+    a = make_shapes(48, size=16, seed=3, colour_shortcut=True)
+    b = make_shapes(48, size=16, seed=3, colour_shortcut=True)
+    assert torch.equal(a.images, b.images)
+    assert torch.equal(a.labels, plain.labels)  # the same shapes, recoloured
     assert not torch.equal(a.images, make_shapes(48, size=16, seed=4, colour_shortcut=True).images)
     assert a.name.startswith("shapes_colour_shortcut")
 

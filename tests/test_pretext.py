@@ -96,7 +96,7 @@ def test_instance_nce_matches_wu_et_al_equations_5_to_7_term_by_term():
     for row, i, noise in zip(f, indices.tolist(), negatives.tolist()):
         fn = row / row.norm()
 
-        def h(j):
+        def h(j, fn=fn):
             p = torch.exp(sum(fn[d] * bank[j, d] for d in range(bank.shape[1])) / tau) / z
             return p / (p + m / n)
 
@@ -215,7 +215,9 @@ def test_jigsaw_batch_shuffles_gapped_tiles_by_the_chosen_permutation():
 
 def test_patch_pairs_take_the_centre_and_the_named_neighbour_a_gap_apart():
     x = torch.rand(16, 1, 11, 11)
-    centre, neighbour, positions = patch_pairs(x, 3, gap=1, jitter=0, generator=torch.Generator().manual_seed(0))
+    centre, neighbour, positions = patch_pairs(
+        x, 3, gap=1, jitter=0, generator=torch.Generator().manual_seed(0)
+    )
     assert centre.shape == neighbour.shape == (16, 1, 3, 3)
     for b in range(16):
         torch.testing.assert_close(centre[b], x[b, :, 4:7, 4:7])
@@ -266,9 +268,13 @@ def test_methods_draw_seeded_and_resumable_random_numbers():
     g1 = a.generator(torch.device("cpu"))
     b = Jigsaw(SmallCNN(1, width=8), grid=2, num_permutations=24, hidden_dim=16)
     b.load_state_dict(a.state_dict())  # steps_drawn travels in the state dict
-    assert torch.equal(torch.rand(3, generator=a.generator(torch.device("cpu"))),
-                       torch.rand(3, generator=b.generator(torch.device("cpu"))))
-    assert not torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=b.generator(torch.device("cpu"))))
+    assert torch.equal(
+        torch.rand(3, generator=a.generator(torch.device("cpu"))),
+        torch.rand(3, generator=b.generator(torch.device("cpu"))),
+    )
+    assert not torch.equal(
+        torch.rand(3, generator=g1), torch.rand(3, generator=b.generator(torch.device("cpu")))
+    )
 
 
 @pytest.mark.parametrize("negatives", [None, 16])

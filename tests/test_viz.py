@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -41,3 +42,14 @@ def test_show_views_resizes_originals_to_the_view_size():
     assert _titles(fig) == ["original"] * 3 + ["view 1"] * 3 + ["view 2"] * 3
     assert {ax.images[0].get_array().shape[:2] for ax in fig.axes} == {(16, 16)}
     matplotlib.pyplot.close(fig)
+
+
+def test_show_pretext_tasks_draws_the_three_tasks_on_tiny_input():
+    image = torch.rand(3, 8, 8)
+    patches = (torch.rand(3, 3, 3), torch.rand(3, 3, 3))
+    labels = {"rotation": "ok", "jigsaw": "ok", "position": "ok"}
+    fig = viz.show_pretext_tasks(image, torch.rand(4, 3, 8, 8), torch.rand(4, 3, 3, 3), patches, labels=labels)
+    assert len(fig.axes) == 1 + 4 + 4 + 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="square grid"):
+        viz.show_pretext_tasks(image, torch.rand(4, 3, 8, 8), torch.rand(3, 3, 3, 3), (image, image))

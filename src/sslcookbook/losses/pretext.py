@@ -15,7 +15,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from torch import nn
 
 from .. import distributed
@@ -62,7 +61,7 @@ def _check_bank_inputs(features, bank, indices, temperature) -> float:
 def nonparametric_softmax_loss(
     features: torch.Tensor, bank: torch.Tensor, indices: torch.Tensor, temperature: float = 0.07
 ) -> torch.Tensor:
-    r"""Instance discrimination with the full non-parametric softmax over a memory bank (Wu et al. 2018, eq. 2).
+    r"""Instance discrimination, the full non-parametric softmax over a memory bank (Wu et al. 2018, eq. 2).
 
     Image i is class i. Its feature :math:`f_i` (L2-normalised here) must pick its own slot
     :math:`v_i` of the bank of n normalised features (no gradient) among all n:
@@ -93,7 +92,7 @@ def instance_nce_loss(
     log_z: torch.Tensor | float,
     temperature: float = 0.07,
 ) -> torch.Tensor:
-    r"""Instance discrimination with noise-contrastive estimation over a memory bank (Wu et al. 2018, eqs. 5–7).
+    r"""Instance discrimination by noise-contrastive estimation over a memory bank (Wu et al. 2018, eqs. 5–7).
 
     With :math:`P(i \mid f) = \exp(v_i^\top f/\tau)/Z` (a constant Z, estimated once), m noise samples
     from the uniform :math:`P_n = 1/n` and :math:`h(i, f) = P(i \mid f)/(P(i \mid f) + m P_n)`, the
@@ -131,7 +130,7 @@ def instance_nce_loss(
 
 @torch.no_grad()
 def estimate_log_z(features: torch.Tensor, bank: torch.Tensor, negatives: torch.Tensor, temperature: float):
-    r"""log Z for :func:`instance_nce_loss`: :math:`Z = n \cdot \mathrm{mean}_{i,k}\exp(v_{j_{ik}}^\top f_i/\tau)`."""
+    r"""log Z for :func:`instance_nce_loss`: :math:`Z = n\,\mathrm{mean}_{i,k}\exp(v_{j_{ik}}^\top f_i/\tau)`."""
     f = F.normalize(features.detach(), dim=1)
     scores = torch.einsum("nd,nkd->nk", f, bank.to(f.dtype)[negatives.long()]) / temperature
     return torch.logsumexp(scores.flatten(), 0) - math.log(scores.numel()) + math.log(bank.shape[0])

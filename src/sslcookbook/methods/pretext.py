@@ -48,7 +48,7 @@ def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def crop_tiles(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
-    """Square tiles of side ``size`` at (``top``, ``left``) (B×T long tensors) of images x: B×T×C×size×size."""
+    """Square tiles of side ``size`` at (``top``, ``left``) (B×T long tensors) of x: B×T×C×size×size."""
     steps = torch.arange(size, device=x.device)
     rows = (top.unsqueeze(-1) + steps).unsqueeze(-1)  # B×T×size×1
     cols = (left.unsqueeze(-1) + steps).unsqueeze(-2)  # B×T×1×size
@@ -56,7 +56,9 @@ def crop_tiles(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int
     return x[images, :, rows, cols].permute(0, 1, 4, 2, 3)  # advanced indices first, then C
 
 
-def hamming_permutations(num_tiles: int, count: int, seed: int = 0, candidates: int = 100_000) -> torch.Tensor:
+def hamming_permutations(
+    num_tiles: int, count: int, seed: int = 0, candidates: int = 100_000
+) -> torch.Tensor:
     """``count`` permutations of ``num_tiles`` tiles, far apart in Hamming distance (count × num_tiles).
 
     Noroozi & Favaro (2016, Algorithm 1): start from a random permutation, then add, one at a time, the
@@ -326,7 +328,10 @@ class InstanceDiscrimination(_SeededDraws):
         self.bank.resize(num_instances)
 
     def training_step(
-        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, indices: torch.Tensor | None = None
+        self,
+        views: list[torch.Tensor],
+        labels: torch.Tensor | None = None,
+        indices: torch.Tensor | None = None,
     ) -> dict:
         check_views(views, type(self).__name__)
         if indices is None:
