@@ -48,7 +48,8 @@ def test_show_pretext_tasks_draws_the_three_tasks_on_tiny_input():
     image = torch.rand(3, 8, 8)
     patches = (torch.rand(3, 3, 3), torch.rand(3, 3, 3))
     labels = {"rotation": "ok", "jigsaw": "ok", "position": "ok"}
-    fig = viz.show_pretext_tasks(image, torch.rand(4, 3, 8, 8), torch.rand(4, 3, 3, 3), patches, labels=labels)
+    tiles = torch.rand(4, 3, 3, 3)
+    fig = viz.show_pretext_tasks(image, torch.rand(4, 3, 8, 8), tiles, patches, labels=labels)
     assert len(fig.axes) == 1 + 4 + 4 + 2
     plt.close(fig)
     with pytest.raises(ValueError, match="square grid"):

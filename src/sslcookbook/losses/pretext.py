@@ -130,7 +130,10 @@ def instance_nce_loss(
 
 @torch.no_grad()
 def estimate_log_z(features: torch.Tensor, bank: torch.Tensor, negatives: torch.Tensor, temperature: float):
-    r"""log Z for :func:`instance_nce_loss`: :math:`Z = n\,\mathrm{mean}_{i,k}\exp(v_{j_{ik}}^\top f_i/\tau)`."""
+    r"""log Z for :func:`instance_nce_loss`, from m noise slots per row:
+
+    .. math:: Z = n \cdot \mathrm{mean}_{i,k} \exp(v_{j_{ik}}^\top f_i/\tau)
+    """
     f = F.normalize(features.detach(), dim=1)
     scores = torch.einsum("nd,nkd->nk", f, bank.to(f.dtype)[negatives.long()]) / temperature
     return torch.logsumexp(scores.flatten(), 0) - math.log(scores.numel()) + math.log(bank.shape[0])
