@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from gloo_group import run_on_ranks
 
 from sslcookbook import augment, data
 from sslcookbook.losses import (
@@ -314,3 +315,57 @@ def test_instance_discrimination_without_a_bank_says_how_to_size_it():
         method.training_step([torch.rand(2, 1, 8, 8)], indices=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="bank_momentum"):
         InstanceDiscrimination(SmallCNN(1, width=8), bank_momentum=1.5)
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+
+
+class _FlatEncoder(torch.nn.Module):
+    """No BatchNorm: per-rank batch statistics would differ from one process's."""
+
+    feature_dim = 16
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 16), torch.nn.Tanh())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class _Images:
+    def __init__(self):
+        g = torch.Generator().manual_seed(1)
+        self.images = torch.randint(0, 256, (24, 1, 3, 4), dtype=torch.uint8, generator=g)
+        self.labels = torch.arange(24) % 3
+
+
+def _identity_view(images, generator=None):
+    return [images.float() / 255]
+
+
+_DDP_CONFIG = TrainConfig(epochs=2, batch_size=8, lr=0.5, weight_decay=0.0)
+
+
+def _instance_discrimination():
+    torch.manual_seed(0)
+    return InstanceDiscrimination(_FlatEncoder(), embedding_dim=8, temperature=0.2, negatives=None)
+
+
+def _ddp_worker(rank: int, out: str):
+    method = _instance_discrimination()
+    fit(method, _Images(), _identity_view, _DDP_CONFIG, device="cpu", progress=False)
+    torch.save(method.state_dict(), f"{out}.{rank}")
+
+
+def test_instance_discrimination_on_two_ranks_keeps_one_bank_equal_to_one_process(tmp_path):
+    """Each rank encodes its half of every batch with its own indices; the gathered update writes both
+    halves into both ranks' banks: the banks and weights equal those of one process on whole batches."""
+    run_on_ranks(_ddp_worker, str(tmp_path / "rank"), world=2)
+    ranks = [torch.load(tmp_path / f"rank.{r}") for r in range(2)]
+    single = _instance_discrimination()
+    fit(single, _Images(), _identity_view, _DDP_CONFIG, device="cpu", progress=False)
+    torch.testing.assert_close(ranks[0]["bank.features"], ranks[1]["bank.features"], rtol=0, atol=0)
+    for name, want in single.state_dict().items():
+        if isinstance(want, torch.Tensor):
+            torch.testing.assert_close(ranks[0][name], want, rtol=1e-5, atol=1e-6, msg=name)
