@@ -46,6 +46,11 @@ def transformation_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return F.cross_entropy(logits, targets.long())
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """Scores against n slots at τ ≈ 0.1 need more than bf16's 8 bits of mantissa (autocast on a GPU)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _check_bank_inputs(features, bank, indices, temperature) -> float:
     check_embeddings(features=features, bank=bank.to(features.dtype))
     if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.dtype == torch.bool:
@@ -79,7 +84,7 @@ def nonparametric_softmax_loss(
         temperature: τ > 0.
     """
     temperature = _check_bank_inputs(features, bank, indices, temperature)
-    f = F.normalize(features, dim=1)
+    f = F.normalize(_at_least_fp32(features), dim=1)
     logits = f @ bank.detach().to(f.dtype).T / temperature
     return F.cross_entropy(logits, indices.long())
 
@@ -116,7 +121,7 @@ def instance_nce_loss(
     if not isinstance(negatives, torch.Tensor) or negatives.dim() != 2 or negatives.shape[0] != len(indices):
         raise ValueError(f"negatives must be an N×m tensor of bank slots with N = {len(indices)}")
     n, m = bank.shape[0], negatives.shape[1]
-    f = F.normalize(features, dim=1)
+    f = F.normalize(_at_least_fp32(features), dim=1)
     bank = bank.detach().to(f.dtype)
     slots = torch.cat([indices.long().unsqueeze(1), negatives.long()], dim=1)  # N×(1+m), positive first
     scores = torch.einsum("nd,nkd->nk", f, bank[slots]) / temperature
