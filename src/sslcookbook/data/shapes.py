@@ -179,6 +179,9 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, colour_shortcut: bool = F
         fg_hue = torch.remainder(bg_hue + uniform(0.25, 0.75, n), 1.0)
         params["fg"] = _vivid(fg_hue, uniform(0.5, 1, n), uniform(0.6, 1, n))
         params["noise_std"] = torch.zeros(n)
+        # Larger and more central shapes than the plain set's: at 16 px the outline must stay legible.
+        params["scale"] = uniform(0.55, 0.85, n)
+        params["cx"], params["cy"] = uniform(-0.15, 0.15, n), uniform(-0.15, 0.15, n)
     images = torch.empty(n, 3, size, size, dtype=torch.uint8)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
