@@ -139,9 +139,10 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, colour_shortcut: bool = F
     ``colour_shortcut=True`` makes colour the easiest way to tell *images* apart while it still says
     nothing about the *class*: a flat background and a shape in two vivid colours drawn per image (hues
     uniform, the shape's at least a quarter turn of the colour wheel from the background's), no
-    gradient and no noise; the shapes are larger and more central (scale 0.55–0.85, centre ±0.15) so that
-    their outline stays legible at 16 px. Any crop of an image then shares its colours, so a view-matching method
-    trained without colour distortion can match views by colour alone (SimCLR's Figure 5).
+    gradient and no noise; the shapes are larger and more central (scale 0.55–0.85, centre ±0.15) so
+    that their outline stays legible at 16 px. Any crop of an image then shares its colours, so a
+    view-matching method trained without colour distortion can match views by colour alone (SimCLR's
+    Figure 5).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int (number of images), got {n!r}")
