@@ -14,6 +14,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 import sslcookbook.data.folder as folder_module
+from sslcookbook import augment
 from sslcookbook.data import (
     SHAPE_CLASSES,
     ImageDataset,
@@ -238,6 +239,50 @@ def test_load_shapes_uses_documented_sizes():
     assert (len(train), len(test)) == (5000, 1000)
     assert load("shapes") is train  # cached in memory
     assert not torch.equal(train.images[:1000], test.images)
+
+
+def test_shapes_colour_shortcut_leaves_the_plain_set_unchanged_and_is_deterministic():
+    plain = make_shapes(48, seed=3)
+    # The plain set's pixels, as generated before the variant existed.
+    assert int(plain.images.long().sum()) == 18976733 and int((plain.images.long() ** 2).sum()) == 3265350797
+    a = make_shapes(48, size=16, seed=3, colour_shortcut=True)
+    b = make_shapes(48, size=16, seed=3, colour_shortcut=True)
+    assert torch.equal(a.images, b.images)
+    assert torch.equal(a.labels, plain.labels)  # the same shapes, recoloured
+    assert not torch.equal(a.images, make_shapes(48, size=16, seed=4, colour_shortcut=True).images)
+    assert a.name.startswith("shapes_colour_shortcut")
+
+
+def _colours(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(background, shape) colour of each image: the corner pixel and the pixel farthest from it."""
+    x = images.float() / 255
+    background = x[:, :, 0, 0]
+    farthest = (x - background[:, :, None, None]).norm(dim=1).flatten(1).argmax(1)
+    return background, x.flatten(2)[torch.arange(len(x)), :, farthest]
+
+
+def test_shapes_colour_shortcut_colour_names_the_image_not_the_class():
+    ds = make_shapes(1600, size=16, seed=0, colour_shortcut=True)
+    x = ds.images.float() / 255
+    background, shape = _colours(ds.images)
+    corners = x[:, :, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert (corners - background[:, :, None]).abs().max() < 1 / 255 + 1e-6  # flat, noise-free background
+    colour = torch.cat([shape, background], dim=1)
+    class_means = torch.stack([colour[ds.labels == k].mean(0) for k in range(ds.num_classes)])
+    assert (torch.cdist(colour, class_means).argmin(1) == ds.labels).float().mean() < 0.2  # chance: 1/8
+    # Two random crops of one image share its colours: their mean colours find each other among 400 images.
+    g = torch.Generator().manual_seed(0)
+    crops = [augment.random_resized_crop(x[:400], size=16, scale=(0.2, 1.0), generator=g) for _ in range(2)]
+    signature = [torch.cat([c.mean((2, 3)), c.flatten(2).std(2)], dim=1) for c in crops]
+    matched = torch.cdist(signature[0], signature[1]).argmin(1) == torch.arange(400)
+    assert matched.float().mean() > 0.6
+
+
+def test_load_shapes_colour_shortcut_uses_documented_sizes():
+    train, test = load("shapes_colour_shortcut"), load("shapes_colour_shortcut", split="test")
+    assert (len(train), len(test)) == (2000, 1000) and train.image_shape == (3, 16, 16)
+    assert load("shapes_colour_shortcut") is train
+    assert train.name == "shapes_colour_shortcut/train"
 
 
 # ---------------------------------------------------------------- torchvision sets on fake files

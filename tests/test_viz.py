@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -110,3 +111,15 @@ def test_plot_block_diagram_draws_boxes_arrows_and_labels():
         viz.plot_block_diagram(boxes, [("x", "loss")])
     with pytest.raises(ValueError, match=r"\(x, y, text\)"):
         viz.plot_block_diagram({"x": (0, 0)}, [])
+
+
+def test_show_pretext_tasks_draws_the_three_tasks_on_tiny_input():
+    image = torch.rand(3, 8, 8)
+    patches = (torch.rand(3, 3, 3), torch.rand(3, 3, 3))
+    labels = {"rotation": "ok", "jigsaw": "ok", "position": "ok"}
+    tiles = torch.rand(4, 3, 3, 3)
+    fig = viz.show_pretext_tasks(image, torch.rand(4, 3, 8, 8), tiles, patches, labels=labels)
+    assert len(fig.axes) == 1 + 4 + 4 + 2
+    plt.close(fig)
+    with pytest.raises(ValueError, match="square grid"):
+        viz.show_pretext_tasks(image, torch.rand(4, 3, 8, 8), torch.rand(3, 3, 3, 3), (image, image))

@@ -10,7 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 
-from .methods import BYOL, DCL, DINO, NNCLR, MoCoV2, MoCoV3, SimCLR, SimSiam, SupCon
+from .methods import (
+    BYOL,
+    DCL,
+    DINO,
+    NNCLR,
+    InstanceDiscrimination,
+    Jigsaw,
+    MoCoV2,
+    MoCoV3,
+    RelativePosition,
+    RotationPrediction,
+    SimCLR,
+    SimSiam,
+    SupCon,
+)
 from .settings import RECIPES, Recipe, Resolved, Setting, get_recipe, list_recipes, override_keys, register
 from .train import TrainConfig
 
@@ -117,6 +131,185 @@ CIFAR_HEAD = {"projector_hidden_dim": 2048, "projector_dim": 128}
 # official CIFAR-10 demo uses the same jitter (0.4, 0.4, 0.4, 0.1) without blur. The gpu and full
 # profiles' views follow it.
 SIMCLR_CIFAR_VIEWS = {"color_strength": 0.5, "blur": False}
+
+
+# --------------------------------------------------------------------------------------------------
+# Pretext tasks (methods/pretext.py): one view per image; the transformation is the method's own
+# --------------------------------------------------------------------------------------------------
+
+# One digits view per image (the pretext methods read the first view only).
+DIGITS_ONE_VIEW = {"num_views": 1}
+# The cpu profile trains the pretext tasks for 20 epochs, notebook 01's protocol. Longer is not better for
+# all of them: instance discrimination at the contrastive family's 60 epochs gave probe@1 61.4% on the test
+# split against 76.6% at 20 (2026-12-01).
+PRETEXT_DIGITS_TRAIN = dataclasses.replace(DIGITS_TRAIN, epochs=20)
+# On CIFAR-10 the three transformation tasks take crops and flips without colour distortion (Gidaris et
+# al. train RotNet on CIFAR with crops and flips only; the colour of a rotated or shuffled image is no
+# shortcut to its label). The simclr preset's colour jitter is off (color_strength 0); its grayscale (p 0.2)
+# stays. It makes two views; the methods read the first.
+PRETEXT_CIFAR_VIEWS = {"crop_scale": (0.5, 1.0), "color_strength": 0.0, "blur": False}
+
+# RotNet (Gidaris et al. 2018) on CIFAR-10: SGD, lr 0.1, momentum 0.9, weight decay 5e-4, batch 128 images
+# (each seen at its 4 rotations: 512 rotated images per step), 4 rotations. Here on the CIFAR ResNet-18 for
+# 200 epochs with the cosine schedule, the paper's 100 epochs in steps being the original. The digits
+# profiles train each image at its 4 rotations.
+register(
+    Recipe(
+        "rotation",
+        "Rotation prediction: classify the angle, 0/90/180/270° (Gidaris, Singh & Komodakis 2018)",
+        RotationPrediction,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                view_kwargs=DIGITS_ONE_VIEW,
+                method_kwargs={"hidden_dim": 128},
+            ),
+            "cpu": on_digits(
+                width=32,
+                train=PRETEXT_DIGITS_TRAIN,
+                views="digits",
+                view_kwargs=DIGITS_ONE_VIEW,
+                method_kwargs={"hidden_dim": 256},
+            ),
+            "gpu": on_cifar10_classroom(
+                CLASSROOM_TRAIN,
+                views="simclr",
+                view_kwargs=dict(PRETEXT_CIFAR_VIEWS),
+                method_kwargs={"hidden_dim": 256},
+            ),
+            "full": on_cifar10(
+                cifar_schedule("sgd", 0.1, 5e-4, batch_size=128, warmup_epochs=0),
+                views="simclr",
+                view_kwargs=dict(PRETEXT_CIFAR_VIEWS),
+                method_kwargs={"hidden_dim": 512},
+            ),
+        },
+    )
+)
+
+# Jigsaw (Noroozi & Favaro 2016): a 3×3 grid, 100 permutations of maximal Hamming distance (their
+# ablations; 1,000 in the final model), 64 px tiles in 85 px cells. Scaled: on CIFAR-10 3×3 cells of 10 px
+# with 8 px tiles; on the 8×8 digits a 2×2 grid of 4 px cells with 3 px tiles and all 24 permutations of
+# 4 tiles. The paper trains ImageNet with SGD at lr 0.01; on CIFAR-10 this takes RotNet's SGD schedule.
+register(
+    Recipe(
+        "jigsaw",
+        "Jigsaw puzzles: classify the permutation of shuffled tiles (Noroozi & Favaro 2016)",
+        Jigsaw,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                view_kwargs=DIGITS_ONE_VIEW,
+                method_kwargs={"grid": 2, "num_permutations": 24, "tile_size": 3, "hidden_dim": 128},
+            ),
+            "cpu": on_digits(
+                width=32,
+                train=PRETEXT_DIGITS_TRAIN,
+                views="digits",
+                view_kwargs=DIGITS_ONE_VIEW,
+                method_kwargs={"grid": 2, "num_permutations": 24, "tile_size": 3, "hidden_dim": 512},
+            ),
+            "gpu": on_cifar10_classroom(
+                CLASSROOM_TRAIN,
+                views="simclr",
+                view_kwargs=dict(PRETEXT_CIFAR_VIEWS),
+                method_kwargs={"grid": 3, "num_permutations": 100, "tile_size": 8, "hidden_dim": 512},
+            ),
+            "full": on_cifar10(
+                cifar_schedule("sgd", 0.1, 5e-4, batch_size=128, warmup_epochs=0),
+                views="simclr",
+                view_kwargs=dict(PRETEXT_CIFAR_VIEWS),
+                method_kwargs={"grid": 3, "num_permutations": 100, "tile_size": 8, "hidden_dim": 1024},
+            ),
+        },
+    )
+)
+
+# Relative patch position (Doersch et al. 2015): 96 px patches, a 48 px gap, up to 7 px of jitter, 8
+# neighbours. Scaled: on CIFAR-10 7 px patches, a 2 px gap and 1 px of jitter (the 3×3 lattice spans 28 of
+# the 32 px); on the 8×8 digits 3 px patches, a 1 px gap and no jitter, the lattice (11 px) zero-padded
+# around the image (their background is black). RotNet's SGD schedule on CIFAR-10.
+register(
+    Recipe(
+        "relative_position",
+        "Relative patch position: where is the neighbour of the centre patch? (Doersch, Gupta & Efros 2015)",
+        RelativePosition,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                view_kwargs=DIGITS_ONE_VIEW,
+                method_kwargs={"patch_size": 3, "gap": 1, "jitter": 0, "hidden_dim": 128},
+            ),
+            "cpu": on_digits(
+                width=32,
+                train=PRETEXT_DIGITS_TRAIN,
+                views="digits",
+                view_kwargs=DIGITS_ONE_VIEW,
+                method_kwargs={"patch_size": 3, "gap": 1, "jitter": 0, "hidden_dim": 512},
+            ),
+            "gpu": on_cifar10_classroom(
+                CLASSROOM_TRAIN,
+                views="simclr",
+                view_kwargs=dict(PRETEXT_CIFAR_VIEWS),
+                method_kwargs={"patch_size": 7, "gap": 2, "jitter": 1, "hidden_dim": 512},
+            ),
+            "full": on_cifar10(
+                cifar_schedule("sgd", 0.1, 5e-4, batch_size=128, warmup_epochs=0),
+                views="simclr",
+                view_kwargs=dict(PRETEXT_CIFAR_VIEWS),
+                method_kwargs={"patch_size": 7, "gap": 2, "jitter": 1, "hidden_dim": 1024},
+            ),
+        },
+    )
+)
+
+# Instance discrimination (Wu et al. 2018) on CIFAR-10, from the CIFAR-10 script of the paper's code
+# release (lemniscate.pytorch, cifar.py): ResNet-18, 128-D features, NCE with 4,096 negatives, τ = 0.1
+# (0.07 on ImageNet), bank momentum 0.5, SGD lr 0.03, momentum 0.9, weight decay 5e-4, batch 128, 200
+# epochs (a step schedule there, the cosine here); views: crop (area 0.2–1), jitter 0.4, grayscale 0.2
+# (the simclr preset at colour strength 0.5 is jitter (0.4, 0.4, 0.4, 0.1), with flips). On the digits the
+# full softmax over the 1,437-image bank is exact and cheap, so smoke and cpu use it (negatives=None).
+register(
+    Recipe(
+        "instance_discrimination",
+        "Instance discrimination: every image its own class, a memory bank (Wu, Xiong, Yu & Lin 2018)",
+        InstanceDiscrimination,
+        settings={
+            "smoke": on_digits(
+                width=16,
+                train=DIGITS_SMOKE_TRAIN,
+                views="digits",
+                view_kwargs=DIGITS_ONE_VIEW,
+                method_kwargs={"embedding_dim": 64, "temperature": 0.1, "negatives": None},
+            ),
+            "cpu": on_digits(
+                width=32,
+                train=PRETEXT_DIGITS_TRAIN,
+                views="digits",
+                view_kwargs=DIGITS_ONE_VIEW,
+                method_kwargs={"embedding_dim": 128, "temperature": 0.1, "negatives": None},
+            ),
+            "gpu": on_cifar10_classroom(
+                CLASSROOM_TRAIN,
+                views="simclr",
+                view_kwargs={"crop_scale": (0.2, 1.0), "color_strength": 0.5, "blur": False},
+                method_kwargs={"embedding_dim": 128, "temperature": 0.1, "negatives": 4096},
+            ),
+            "full": on_cifar10(
+                cifar_schedule("sgd", 0.03, 5e-4, batch_size=128, warmup_epochs=0),
+                views="simclr",
+                view_kwargs={"crop_scale": (0.2, 1.0), "color_strength": 0.5, "blur": False},
+                method_kwargs={"embedding_dim": 128, "temperature": 0.1, "negatives": 4096},
+            ),
+        },
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------

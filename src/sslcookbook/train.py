@@ -155,6 +155,9 @@ def fit(
     plan = _Plan.of(config, images.shape[0], world)
     monitor = KNNMonitor.of(dataset, monitor_data, config) if config.knn_every else None
     method.to(device)
+    indexed = getattr(method, "uses_indices", False)  # one memory slot per image: the bank's size first
+    if indexed:
+        method.set_num_instances(images.shape[0])
     step_module = _data_parallel(method, device, config.sync_bn) if world > 1 else _Step(method)
     optimizer, schedule = _optimizer_and_schedule(method, config, plan)
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
@@ -184,7 +187,7 @@ def fit(
                 batch_views = views(images[idx], generator=view_generator)
                 # loss (DDP averages the gradients over ranks in backward)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out = step_module(batch_views, labels[idx])
+                    out = step_module(batch_views, labels[idx], idx if indexed else None)
                 # step
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
@@ -407,8 +410,10 @@ class _Step(torch.nn.Module):
         super().__init__()
         self.method = method
 
-    def forward(self, views, labels):
-        return self.method.training_step(views, labels)
+    def forward(self, views, labels, indices=None):
+        if indices is None:
+            return self.method.training_step(views, labels)
+        return self.method.training_step(views, labels, indices=indices)
 
 
 def _data_parallel(method: torch.nn.Module, device: torch.device, sync_bn: bool) -> torch.nn.Module:

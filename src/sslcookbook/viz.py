@@ -18,6 +18,7 @@ __all__ = [
     "plot_on_circle",
     "plot_streaming_lse",
     "plot_singular_values",
+    "show_pretext_tasks",
     "show_views",
     "slider_explorer",
 ]
@@ -373,4 +374,48 @@ def plot_streaming_lse(logits: torch.Tensor, block: int, running: torch.Tensor, 
     axes[1].set_ylabel("running m + log ℓ")
     axes[1].set_title("per row, two numbers: m and ℓ (dotted: logsumexp)")
     fig.tight_layout()
+    return fig
+
+
+def show_pretext_tasks(
+    image: torch.Tensor,
+    rotations: torch.Tensor,
+    tiles: torch.Tensor,
+    patches: tuple[torch.Tensor, torch.Tensor],
+    labels: dict[str, str] | None = None,
+):
+    """The three transformation tasks on one image (C×H×W): its four rotations, its shuffled jigsaw tiles
+    (T×C×t×t, shown in their shuffled order on a √T × √T grid) and a (centre, neighbour) patch pair.
+
+    ``labels`` titles the three panels (``"rotation"``, ``"jigsaw"``, ``"position"``), for instance with
+    the true and the predicted class. Returns the figure.
+    """
+    grid = round(tiles.shape[0] ** 0.5)
+    if grid * grid != tiles.shape[0]:
+        raise ValueError(f"tiles must make a square grid, got {tiles.shape[0]} tiles")
+    labels = labels or {}
+    fig = plt.figure(figsize=(11, 2.6))
+    outer = fig.add_gridspec(1, 4, width_ratios=[1, 4, 1.3, 2], wspace=0.3)
+
+    def show(ax, img, title=None):
+        ax.imshow(_to_numpy_image(img), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.axis("off")
+        if title:
+            ax.set_title(title, fontsize=8)
+
+    show(fig.add_subplot(outer[0]), image, "image")
+    rot = outer[1].subgridspec(1, 4, wspace=0.1)
+    for k in range(4):
+        title = f"{90 * k}°" + (f"\n{labels['rotation']}" if k == 0 and "rotation" in labels else "")
+        show(fig.add_subplot(rot[k]), rotations[k], title)
+    jig = outer[2].subgridspec(grid, grid, wspace=0.15, hspace=0.15)
+    for k in range(grid * grid):
+        ax = fig.add_subplot(jig[k // grid, k % grid])
+        show(ax, tiles[k])
+        if k == grid // 2:
+            ax.set_title("jigsaw" + (f"\n{labels['jigsaw']}" if "jigsaw" in labels else ""), fontsize=8)
+    pair = outer[3].subgridspec(1, 2, wspace=0.1)
+    show(fig.add_subplot(pair[0]), patches[0], "centre")
+    title = "neighbour" + (f"\n{labels['position']}" if "position" in labels else "")
+    show(fig.add_subplot(pair[1]), patches[1], title)
     return fig

@@ -9,7 +9,7 @@ from pathlib import Path
 from .dataset import ImageDataset
 
 SPLITS = ("train", "test")
-_BUILTIN = ("digits", "shapes")
+_BUILTIN = ("digits", "shapes", "shapes_colour_shortcut")
 _TORCHVISION = ("cifar10", "cifar100", "stl10", "mnist", "fashion_mnist")
 FOLDER_PREFIX = "folder:"
 
@@ -31,13 +31,24 @@ def _builtin(name: str, split: str) -> ImageDataset:
         from .digits import load_digits_split
 
         return load_digits_split(split)
-    from .shapes import SHAPES_TEST_SEED, SHAPES_TEST_SIZE, SHAPES_TRAIN_SEED, SHAPES_TRAIN_SIZE, make_shapes
+    from .shapes import (
+        SHAPES_SHORTCUT_PIXELS,
+        SHAPES_SHORTCUT_TEST_SIZE,
+        SHAPES_SHORTCUT_TRAIN_SIZE,
+        SHAPES_TEST_SEED,
+        SHAPES_TEST_SIZE,
+        SHAPES_TRAIN_SEED,
+        SHAPES_TRAIN_SIZE,
+        make_shapes,
+    )
 
-    if split == "train":
-        dataset = make_shapes(SHAPES_TRAIN_SIZE, seed=SHAPES_TRAIN_SEED)
+    seed = SHAPES_TRAIN_SEED if split == "train" else SHAPES_TEST_SEED
+    if name == "shapes_colour_shortcut":
+        n = SHAPES_SHORTCUT_TRAIN_SIZE if split == "train" else SHAPES_SHORTCUT_TEST_SIZE
+        dataset = make_shapes(n, size=SHAPES_SHORTCUT_PIXELS, seed=seed, colour_shortcut=True)
     else:
-        dataset = make_shapes(SHAPES_TEST_SIZE, seed=SHAPES_TEST_SEED)
-    dataset.name = f"shapes/{split}"
+        dataset = make_shapes(SHAPES_TRAIN_SIZE if split == "train" else SHAPES_TEST_SIZE, seed=seed)
+    dataset.name = f"{name}/{split}"
     return dataset
 
 
@@ -48,6 +59,9 @@ def load(
 
     - ``digits``: scikit-learn's 8×8 digits, 1×8×8, 1,437 train / 360 test (stratified, seed 0).
     - ``shapes``: synthetic 3×32×32 shapes, 8 classes, 5,000 train (seed 0) / 1,000 test (seed 1).
+    - ``shapes_colour_shortcut``: the shapes with colour as an instance shortcut (two vivid colours per
+      image, flat background, no noise; ``make_shapes(colour_shortcut=True)``), 3×16×16, 2,000 train
+      (seed 0) / 1,000 test (seed 1): small enough to train crop/colour ablations in CPU minutes.
     - ``cifar10``, ``cifar100``, ``stl10``, ``mnist``, ``fashion_mnist``: torchvision's files under
       ``root``; ``download=True`` fetches them when missing.
     - ``folder:<path>``: an ImageFolder tree; its decoded tensors are cached under ``root/folder-cache``.

@@ -20,6 +20,11 @@ SHAPES_TRAIN_SIZE = 5000
 SHAPES_TEST_SIZE = 1000
 SHAPES_TRAIN_SEED = 0
 SHAPES_TEST_SEED = 1
+# The colour-shortcut variant (registry name ``shapes_colour_shortcut``): 16 px and 2,000 training images,
+# so that notebook 01 trains its crop/colour ablation in CPU minutes.
+SHAPES_SHORTCUT_PIXELS = 16
+SHAPES_SHORTCUT_TRAIN_SIZE = 2000
+SHAPES_SHORTCUT_TEST_SIZE = 1000
 
 _CHUNK = 2048  # images rasterised at once: bounds the temporary float memory to ~40 MB at 32×32
 
@@ -116,13 +121,28 @@ def _rasterise(labels: torch.Tensor, params: dict[str, torch.Tensor], size: int)
     return image + params["noise_std"].view(n, 1, 1, 1) * params["noise"]
 
 
-def make_shapes(n: int, size: int = 32, seed: int = 0) -> ImageDataset:
+def _vivid(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """HSV → RGB (n×3), vectorised: ``c = V − V·S·clamp(min(k, 4 − k), 0, 1)``, k = (m + 6H) mod 6."""
+    m = torch.tensor([5.0, 3.0, 1.0])
+    k = torch.remainder(m + 6 * hue.unsqueeze(1), 6)
+    return value.unsqueeze(1) * (1 - saturation.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1))
+
+
+def make_shapes(n: int, size: int = 32, seed: int = 0, colour_shortcut: bool = False) -> ImageDataset:
     """Generate ``n`` RGB images (uint8, n×3×size×size) of ``SHAPE_CLASSES``, deterministic in ``seed``.
 
     Labels are balanced (``n // 8`` or one more per class) and shuffled. Nuisances, all independent of
     the label: shape colour (uniform RGB, pushed away from the background when too close), background
     gradient (colour uniform, second end within ±0.25, random direction), centre (±0.3 of the half-width),
     scale (0.35–0.65 of the half-width), rotation (uniform), Gaussian noise (std 0–0.04).
+
+    ``colour_shortcut=True`` makes colour the easiest way to tell *images* apart while it still says
+    nothing about the *class*: a flat background and a shape in two vivid colours drawn per image (hues
+    uniform, the shape's at least a quarter turn of the colour wheel from the background's), no
+    gradient and no noise; the shapes are larger and more central (scale 0.55–0.85, centre ±0.15) so
+    that their outline stays legible at 16 px. Any crop of an image then shares its colours, so a
+    view-matching method trained without colour distortion can match views by colour alone (SimCLR's
+    Figure 5).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int (number of images), got {n!r}")
@@ -142,6 +162,7 @@ def make_shapes(n: int, size: int = 32, seed: int = 0) -> ImageDataset:
     too_close = (fg - (bg_a + bg_b) / 2).norm(dim=1) < 0.45
     fg[too_close] = torch.remainder(fg[too_close] + 0.5, 1.0)
     gradient_angle = uniform(0, 2 * math.pi, n)
+
     params = {
         "cx": uniform(-0.3, 0.3, n),
         "cy": uniform(-0.3, 0.3, n),
@@ -154,6 +175,15 @@ def make_shapes(n: int, size: int = 32, seed: int = 0) -> ImageDataset:
         "fg": fg,
         "noise_std": uniform(0, 0.04, n),
     }
+    if colour_shortcut:  # drawn after the plain set's parameters, which stay as they were
+        bg_hue = uniform(0, 1, n)
+        params["bg_a"] = params["bg_b"] = _vivid(bg_hue, uniform(0.5, 1, n), uniform(0.5, 1, n))
+        fg_hue = torch.remainder(bg_hue + uniform(0.25, 0.75, n), 1.0)
+        params["fg"] = _vivid(fg_hue, uniform(0.5, 1, n), uniform(0.6, 1, n))
+        params["noise_std"] = torch.zeros(n)
+        # Larger and more central shapes than the plain set's: at 16 px the outline must stay legible.
+        params["scale"] = uniform(0.55, 0.85, n)
+        params["cx"], params["cy"] = uniform(-0.15, 0.15, n), uniform(-0.15, 0.15, n)
     images = torch.empty(n, 3, size, size, dtype=torch.uint8)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
@@ -161,4 +191,5 @@ def make_shapes(n: int, size: int = 32, seed: int = 0) -> ImageDataset:
         chunk["noise"] = torch.randn(stop - start, 3, size, size, generator=g)
         pixels = _rasterise(labels[start:stop], chunk, size)
         images[start:stop] = (pixels * 255).round_().clamp_(0, 255).to(torch.uint8)
-    return ImageDataset(images, labels, list(SHAPE_CLASSES), f"shapes-{size}px-seed{seed}")
+    variant = "shapes_colour_shortcut" if colour_shortcut else "shapes"
+    return ImageDataset(images, labels, list(SHAPE_CLASSES), f"{variant}-{size}px-seed{seed}")

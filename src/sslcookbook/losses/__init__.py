@@ -8,18 +8,32 @@ from .contrastive import dcl, info_nce, nearest_neighbour, nnclr_loss, nt_xent, 
 from .dino import dino_loss, update_center
 from .distillation import negative_cosine
 from .momentum import MemoryQueue, moco_loss, moco_v3_loss
+from .pretext import (
+    MemoryBank,
+    estimate_log_z,
+    instance_nce_loss,
+    nonparametric_softmax_loss,
+    transformation_loss,
+    update_memory_bank,
+)
 
 __all__ = [
+    "MemoryBank",
     "MemoryQueue",
     "dcl",
     "dino_loss",
+    "estimate_log_z",
     "info_nce",
+    "instance_nce_loss",
     "moco_loss",
     "moco_v3_loss",
     "nearest_neighbour",
     "negative_cosine",
     "nnclr_loss",
+    "nonparametric_softmax_loss",
     "nt_xent",
     "supcon",
+    "transformation_loss",
     "update_center",
+    "update_memory_bank",
 ]

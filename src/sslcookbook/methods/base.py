@@ -28,6 +28,16 @@ class SSLMethod(nn.Module):
 
     backbone: nn.Module
 
+    #: Methods that keep one memory slot per training image (instance discrimination's bank) set this:
+    #: ``fit`` then calls ``set_num_instances(len(dataset))`` before training (and before a checkpoint
+    #: loads) and passes each batch's positions in the data set, ``training_step(views, labels,
+    #: indices=...)``; under DDP each rank gets the indices of its own rows.
+    uses_indices: bool = False
+
+    def set_num_instances(self, num_instances: int) -> None:
+        """Size the per-image memory for a training set of ``num_instances`` images (``uses_indices``)."""
+        raise NotImplementedError(f"{type(self).__name__} sets uses_indices but has no set_num_instances")
+
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
         """Return a dict with the scalar ``"loss"`` and any tensors or floats to log."""
         raise NotImplementedError
