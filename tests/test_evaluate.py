@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from sslcookbook import augment
 from sslcookbook.evaluate import (
     DEFAULT_PROBE_MAX_ITER,
     alignment,
@@ -413,6 +414,12 @@ def test_supervised_baseline_is_deterministic_and_trains_on_the_probe_draws():
         )
     one = supervised_baseline(_conv_backbone(), train_x, train_y, test_x, test_y, [1], steps=5, repeats=1)
     assert set(one) == {"1"} and 0.0 <= one["1"] <= 1.0
+    # a two-view preset (MultiView) trains on its first pipeline's views only
+    preset = augment.preset("digits", train_x.shape[1:])
+    args = (train_x, train_y, test_x, test_y, [None])
+    assert supervised_baseline(_conv_backbone(), *args, steps=5, views=preset) == supervised_baseline(
+        _conv_backbone(), *args, steps=5, views=preset.pipelines[0]
+    )
 
 
 def test_supervised_baseline_rejects_bad_input_with_the_fix():

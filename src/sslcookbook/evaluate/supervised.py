@@ -193,6 +193,8 @@ def supervised_baseline(
         raise ValueError(f"repeats must be a positive int or None, got {repeats!r}")
     if views is not None and not callable(views):
         raise TypeError(f"views must be callable as views(images, generator=g), got {type(views).__name__}")
+    if isinstance(getattr(views, "pipelines", None), list) and views.pipelines:
+        views = views.pipelines[0]  # a MultiView preset: make only the first view, the one trained on
     if device is None:
         device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     device = torch.device(device)
