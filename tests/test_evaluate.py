@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from sslcookbook import augment
 from sslcookbook.evaluate import (
     DEFAULT_PROBE_MAX_ITER,
     alignment,
@@ -26,6 +27,7 @@ from sslcookbook.evaluate import (
     random_encoder_like,
     rankme,
     raw_pixel_features,
+    supervised_baseline,
     uniformity,
 )
 
@@ -347,3 +349,97 @@ def test_compare_baselines_on_digits():
         test_ds.labels,
     )
     assert again == raw
+
+
+# ------------------------------------------------------------------------------------ supervised baseline
+
+
+def _halves(n_per_class: int, seed: int):
+    """1×6×6 uint8 images: class 0 is bright on the left half, class 1 on the right, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(2).repeat_interleave(n_per_class)
+    images = torch.rand(labels.shape[0], 1, 6, 6, generator=g) * 0.3
+    images[labels == 0, :, :, :3] += 0.6
+    images[labels == 1, :, :, 3:] += 0.6
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8), labels
+
+
+def _conv_backbone():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()
+    )
+
+
+def test_supervised_baseline_learns_a_separable_toy_set_and_leaves_the_backbone_alone():
+    train_x, train_y = _halves(20, seed=0)
+    test_x, test_y = _halves(20, seed=1)
+    backbone = _conv_backbone()
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    results = supervised_baseline(
+        backbone, train_x, train_y, test_x, test_y, labels_per_class=(2, None), steps=40, lr=1e-2
+    )
+    assert set(results) == {"2", "all"}
+    assert results["all"] >= 0.95 and results["2"] >= 0.75
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())  # trained a fresh copy
+    # a network that sees shuffled labels cannot generalise: the test accuracy falls to about chance
+    shuffled = train_y[torch.randperm(train_y.shape[0], generator=torch.Generator().manual_seed(3))]
+    assert (
+        supervised_baseline(backbone, train_x, shuffled, test_x, test_y, [None], steps=40, lr=1e-2)["all"]
+        < 0.8
+    )
+
+
+def test_supervised_baseline_is_deterministic_and_trains_on_the_probe_draws():
+    train_x, train_y = _halves(10, seed=0)
+    test_x, test_y = _halves(10, seed=1)
+    seen = []
+
+    def views(images, generator=None):  # a two-view preset: the baseline trains on the first view
+        seen.append(images.clone())
+        x = images.float() / 255
+        return [x + 0.05 * torch.randn(x.shape, generator=generator), x]
+
+    kwargs = dict(labels_per_class=(1, None), steps=5, views=views, seed=4)
+    first = supervised_baseline(_conv_backbone(), train_x, train_y, test_x, test_y, **kwargs)
+    assert first == supervised_baseline(_conv_backbone(), train_x, train_y, test_x, test_y, **kwargs)
+    # 1 label per class: FEW_SHOT_REPEATS (5) draws, 5 steps each, on the linear probe's draws (seeds 4..8);
+    # then all 20 images in one batch (fewer than batch_size) for 5 steps
+    assert [len(x) for x in seen[:30]] == [2] * 25 + [20] * 5
+    for draw in range(5):
+        probe_images = train_x[few_shot_indices(train_y, 1, 4 + draw)]
+        trained = seen[5 * draw]
+        assert sorted(map(bytes, trained.flatten(1).numpy())) == sorted(
+            map(bytes, probe_images.flatten(1).numpy())
+        )
+    one = supervised_baseline(_conv_backbone(), train_x, train_y, test_x, test_y, [1], steps=5, repeats=1)
+    assert set(one) == {"1"} and 0.0 <= one["1"] <= 1.0
+    # a two-view preset (MultiView) trains on its first pipeline's views only
+    preset = augment.preset("digits", train_x.shape[1:])
+    args = (train_x, train_y, test_x, test_y, [None])
+    assert supervised_baseline(_conv_backbone(), *args, steps=5, views=preset) == supervised_baseline(
+        _conv_backbone(), *args, steps=5, views=preset.pipelines[0]
+    )
+
+
+def test_supervised_baseline_rejects_bad_input_with_the_fix():
+    x, y = _halves(3, seed=0)
+    backbone = _conv_backbone()
+    with pytest.raises(ValueError, match="labels_per_class must be >= 1"):
+        supervised_baseline(backbone, x, y, x, y, labels_per_class=[0])
+    with pytest.raises(TypeError, match="labels_per_class must be an int"):
+        supervised_baseline(backbone, x, y, x, y, labels_per_class=["ten"])
+    with pytest.raises(ValueError, match="class 0 has only 3 training examples"):
+        supervised_baseline(backbone, x, y, x, y, labels_per_class=[5])
+    with pytest.raises(ValueError, match="labels_per_class is empty"):
+        supervised_baseline(backbone, x, y, x, y, labels_per_class=[])
+    with pytest.raises(ValueError, match="train_images must be N×C×H×W"):
+        supervised_baseline(backbone, x[:, 0], y, x, y)
+    with pytest.raises(ValueError, match="train_labels has 5 entries"):
+        supervised_baseline(backbone, x, y[:5], x, y)
+    with pytest.raises(TypeError, match="backbone must be an nn.Module"):
+        supervised_baseline(lambda t: t, x, y, x, y)
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        supervised_baseline(backbone, x, y, x, y, steps=0)
+    with pytest.raises(TypeError, match="views must be callable"):
+        supervised_baseline(backbone, x, y, x, y, views="digits")

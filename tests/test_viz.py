@@ -123,3 +123,33 @@ def test_show_pretext_tasks_draws_the_three_tasks_on_tiny_input():
     plt.close(fig)
     with pytest.raises(ValueError, match="square grid"):
         viz.show_pretext_tasks(image, torch.rand(4, 3, 8, 8), torch.rand(3, 3, 3, 3), (image, image))
+
+
+def test_plot_two_view_pipeline_draws_the_image_its_two_views_and_the_stages():
+    digits = data.load("digits", "train")
+    views = augment.preset("digits", digits.image_shape)
+    fig = viz.plot_two_view_pipeline(digits.images[0], views, generator=torch.Generator().manual_seed(0))
+    ax = fig.axes[0]
+    assert len(ax.images) == 3  # the image and its two views, drawn from the tensors
+    assert ax.images[0].get_array().shape[:2] == (8, 8)
+    assert not (ax.images[1].get_array() == ax.images[2].get_array()).all()  # two different views
+    texts = [t.get_text() for t in ax.texts]
+    for stage in ("image x", "view 1", "view 2", "encoder f", "projector g", "z₁", "z₂"):
+        assert stage in texts
+    assert texts.count("encoder f") == 2 and any(t.startswith("loss") for t in texts)
+    matplotlib.pyplot.close(fig)
+    shapes = data.make_shapes(2, size=32, seed=0)  # colour images draw in colour
+    fig = viz.plot_two_view_pipeline(
+        shapes.images[0], augment.preset("simclr", shapes.image_shape), loss="NT-Xent"
+    )
+    assert fig.axes[0].images[0].get_array().shape == (32, 32, 3) and "NT-Xent" in _titles_and_texts(fig)
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="one C×H×W tensor"):
+        viz.plot_two_view_pipeline(digits.images[:2], views)
+    one_view = augment.preset("digits", digits.image_shape, num_views=1)
+    with pytest.raises(ValueError, match="at least two views"):
+        viz.plot_two_view_pipeline(digits.images[0], one_view)
+
+
+def _titles_and_texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 __all__ = [
     "embedding_spectrum",
@@ -19,6 +20,7 @@ __all__ = [
     "plot_streaming_lse",
     "plot_singular_values",
     "show_pretext_tasks",
+    "plot_two_view_pipeline",
     "show_views",
     "slider_explorer",
 ]
@@ -419,3 +421,81 @@ def show_pretext_tasks(
     title = "neighbour" + (f"\n{labels['position']}" if "position" in labels else "")
     show(fig.add_subplot(pair[1]), patches[1], title)
     return fig
+
+
+def plot_two_view_pipeline(
+    image: torch.Tensor,
+    views,
+    generator: torch.Generator | None = None,
+    loss: str = "loss:\npull z₁, z₂\ntogether,\npush other\nimages away",
+    ax=None,
+):
+    """SSL's two-view pipeline with a real image: x → two views → encoder f → projector g → z₁, z₂ → loss.
+
+    ``image`` is one C×H×W image (uint8 or float in [0, 1]); ``views(batch, generator=g)`` (a view preset)
+    makes the two views shown. The encoder and the projector are the same network on both branches
+    (shared weights); the figure marks h = f(x), the features kept after training, and z = g(h), used
+    only by the loss.
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim != 3:
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be one C×H×W tensor, got {got}: pass images[0], not a batch")
+    made = views(image.unsqueeze(0), generator=generator)
+    if not isinstance(made, (list, tuple)) or len(made) < 2:
+        raise ValueError(
+            "views must return at least two views (a two-view preset such as 'digits' or 'simclr')"
+        )
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(10, 3.6))
+    ax.set_xlim(0, 11.2)
+    ax.set_ylim(-0.35, 4.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+    def thumbnail(img, x, y, size, title):
+        ax.imshow(
+            _to_numpy_image(img),
+            cmap="gray",
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+            extent=(x, x + size, y - size / 2, y + size / 2),
+        )
+        ax.text(x + size / 2, y + size / 2 + 0.12, title, ha="center", va="bottom", fontsize=9)
+
+    def box(x, y, w, h, text, colour):
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, y - h / 2), w, h, boxstyle="round,pad=0.05", facecolor=colour, edgecolor="0.3", lw=1.2
+            )
+        )
+        ax.text(x + w / 2, y, text, ha="center", va="center", fontsize=9)
+
+    def arrow(start, end):
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color="0.25", lw=1.2))
+
+    rows = (3.0, 1.0)
+    thumbnail(image, 0.1, 2.0, 1.4, "image x")
+    for k, y in enumerate(rows):
+        thumbnail(made[k][0], 2.5, y, 1.0, f"view {k + 1}")
+        arrow((1.55, 2.0), (2.45, y))
+        box(4.1, y, 1.3, 0.8, "encoder f", "#cfe2f3")
+        arrow((3.55, y), (4.05, y))
+        box(6.2, y, 1.4, 0.8, "projector g", "#fce5cd")
+        arrow((5.45, y), (6.15, y))
+        ax.text(5.8, y + 0.48, f"h{'₁₂'[k]}", ha="center", fontsize=9, color="#1f4e79")
+        ax.text(8.15, y, f"z{'₁₂'[k]}", ha="center", va="center", fontsize=11)
+        arrow((7.65, y), (7.95, y))
+        arrow((8.4, y), (9.0, 2.0 + (y - 2.0) * 0.4))
+    box(9.05, 2.0, 1.9, 2.4, loss, "#d9ead3")
+    for x in (4.75, 6.9):  # the two branches are one network
+        ax.plot([x, x], [1.45, 2.55], ls=":", color="0.4", lw=1)
+    ax.text(5.8, 2.0, "shared weights", ha="center", va="center", fontsize=8, color="0.35")
+    ax.text(
+        3.0, -0.2, "h = f(x): the features kept after training", ha="center", fontsize=8.5, color="#1f4e79"
+    )
+    ax.text(
+        8.4, -0.2, "z = g(h): only the loss sees it; discarded", ha="center", fontsize=8.5, color="#b45f06"
+    )
+    return fig or ax.figure

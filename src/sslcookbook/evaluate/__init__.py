@@ -11,12 +11,14 @@ Embed a dataset with a frozen encoder, then measure
 * **feature std** — a cheap collapse monitor,
 
 and compare the SSL encoder with two baselines: raw pixels and the same architecture at random
-initialisation (:func:`compare_baselines`). Everything is plain PyTorch and runs on CPU or CUDA
+initialisation (:func:`compare_baselines`), and with the same architecture trained end to end on the
+same few labels (:func:`supervised_baseline`). Everything is plain PyTorch and runs on CPU or CUDA
 tensors; :func:`embed` returns features on the CPU.
 
 Modules: ``embedding`` (frozen features), ``baselines`` (raw pixels, random init), ``knn``, ``probe``
 (L-BFGS linear probe, few-shot draws), ``statistics`` (RankMe, alignment, uniformity, feature std),
-``report`` (the full report and the baseline comparison); ``_checks`` and ``_modules`` are shared
+``report`` (the full report and the baseline comparison), ``supervised`` (the same architecture trained
+from scratch on the few labels: :func:`supervised_baseline`); ``_checks`` and ``_modules`` are shared
 input checks and the lookup of the modules behind an encoder function.
 """
 
@@ -34,6 +36,7 @@ from .probe import (
 )
 from .report import compare_baselines, evaluate_features
 from .statistics import alignment, feature_std, rankme, uniformity
+from .supervised import DEFAULT_SUPERVISED_STEPS, supervised_baseline
 
 __all__ = [
     "embed",
@@ -50,9 +53,11 @@ __all__ = [
     "random_encoder_like",
     "evaluate_features",
     "compare_baselines",
+    "supervised_baseline",
     "DEFAULT_PROBE_WEIGHT_DECAY",
     "DEFAULT_PROBE_MAX_ITER",
     "FEW_SHOT_REPEATS",
     "RANDOM_INIT_SEED",
     "PROBE_GRAD_TOLERANCE",
+    "DEFAULT_SUPERVISED_STEPS",
 ]
