@@ -4,14 +4,19 @@ Each loss checks its inputs once, then runs its PyTorch formula (written in the 
 CUDA tensors, its fused Triton twin in :mod:`sslcookbook.kernels`.
 """
 
+from .clustering import deepcluster_v2_loss, sinkhorn, spherical_kmeans, swav_loss
 from .contrastive import dcl, info_nce, nearest_neighbour, nnclr_loss, nt_xent, supcon
 from .dino import dino_loss, update_center
 from .distillation import negative_cosine
 from .momentum import MemoryQueue, moco_loss, moco_v3_loss
+from .redundancy import barlow_twins_loss, batch_standardise, vicreg_loss, vicreg_terms, whiten, wmse_loss
 
 __all__ = [
     "MemoryQueue",
+    "barlow_twins_loss",
+    "batch_standardise",
     "dcl",
+    "deepcluster_v2_loss",
     "dino_loss",
     "info_nce",
     "moco_loss",
@@ -20,6 +25,13 @@ __all__ = [
     "negative_cosine",
     "nnclr_loss",
     "nt_xent",
+    "sinkhorn",
+    "spherical_kmeans",
     "supcon",
+    "swav_loss",
     "update_center",
+    "vicreg_loss",
+    "vicreg_terms",
+    "whiten",
+    "wmse_loss",
 ]
