@@ -186,7 +186,11 @@ def _whiten(z: torch.Tensor, eps: float) -> torch.Tensor:
         if eps:
             cov = cov + eps * torch.eye(d, dtype=z.dtype, device=z.device)
         factor, info = torch.linalg.cholesky_ex(cov)
-        if bool(info.any()):  # one host sync per whitened block: the factorisation must have worked
+        # Singular in floating point too: a pivot L_ii² that is a rounding error of the variances means a
+        # dimension that the others explain entirely; whitening would blow it up by ~1/√eps.
+        pivots = factor.diagonal().pow(2)
+        tolerance = torch.finfo(z.dtype).eps * d * cov.diagonal().max()
+        if bool((info != 0) | ~(pivots.min() > tolerance)):  # one host sync per whitened block
             raise ValueError(
                 f"the covariance of this {n}×{d} block is singular (Cholesky failed): "
                 + (
