@@ -1,19 +1,24 @@
 """Methods: ``nn.Module``s with ``training_step(views, labels) -> dict`` and ``embed(x)``.
 
-One file per family (contrastive, momentum, distillation, dino), each built from the kit in
-``methods/base.py``.
+One file per family (contrastive, momentum, distillation, dino, redundancy, clustering), each built
+from the kit in ``methods/base.py``.
 """
 
 from .base import SSLMethod
+from .clustering import DeepClusterV2, SwAV
 from .contrastive import DCL, NNCLR, SimCLR, SupCon
 from .dino import DINO, DINOHead
 from .distillation import BYOL, SimSiam
 from .momentum import MoCoV2, MoCoV3
+from .redundancy import WMSE, BarlowTwins, VICReg
 
 __all__ = [
     "BYOL",
+    "WMSE",
+    "BarlowTwins",
     "DCL",
     "DINO",
+    "DeepClusterV2",
     "DINOHead",
     "NNCLR",
     "MoCoV2",
@@ -22,4 +27,6 @@ __all__ = [
     "SimCLR",
     "SimSiam",
     "SupCon",
+    "SwAV",
+    "VICReg",
 ]

@@ -24,9 +24,12 @@ class SSLMethod(nn.Module):
     ``training_step(views, labels)`` with the list of augmented views (float B×C×H×W in [0, 1]) and
     the labels (used only by supervised references and online probes), then ``after_step(progress)``
     once the optimiser has stepped (momentum encoders update there), with ``progress`` in [0, 1].
+    ``before_epoch`` runs at each epoch's start; a method with ``uses_indices = True`` also gets
+    ``indices=``, the batch's rows in the data set (for a memory bank).
     """
 
     backbone: nn.Module
+    uses_indices: bool = False  # True: training_step also takes indices=, the images' rows in the data set
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
         """Return a dict with the scalar ``"loss"`` and any tensors or floats to log."""
@@ -34,6 +37,11 @@ class SSLMethod(nn.Module):
 
     def after_step(self, progress: float) -> None:
         """Hook after each optimiser step (EMA updates, schedules). Default: nothing."""
+
+    def before_epoch(self, epoch: int, images: torch.Tensor, views, seed: int = 0) -> None:
+        """Hook at the start of each epoch (and again when a run resumes mid-epoch), with the whole
+        training set as uint8 ``images`` on the device and the run's ``views``: DeepCluster v2 fills its
+        memory bank and clusters it here. Default: nothing."""
 
     def fixed_lr_modules(self) -> list[nn.Module]:
         """Modules whose learning rate stays at the base value while the rest follows the schedule
