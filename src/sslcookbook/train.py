@@ -175,7 +175,7 @@ def fit(
         while epoch < config.epochs:
             method.train()
             if hasattr(method, "before_epoch"):  # e.g. DeepCluster v2 fills its memory bank and clusters it
-                method.before_epoch(epoch, images, views, seed=config.seed)
+                method.before_epoch(epoch, images, seed=config.seed)
             order, started = _epoch_order(config.seed, epoch, images.shape[0], device), time.perf_counter()
             while step_in_epoch < plan.steps_per_epoch:
                 step = epoch * plan.steps_per_epoch + step_in_epoch

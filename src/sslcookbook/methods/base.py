@@ -38,9 +38,9 @@ class SSLMethod(nn.Module):
     def after_step(self, progress: float) -> None:
         """Hook after each optimiser step (EMA updates, schedules). Default: nothing."""
 
-    def before_epoch(self, epoch: int, images: torch.Tensor, views, seed: int = 0) -> None:
+    def before_epoch(self, epoch: int, images: torch.Tensor, seed: int = 0) -> None:
         """Hook at the start of each epoch (and again when a run resumes mid-epoch), with the whole
-        training set as uint8 ``images`` on the device and the run's ``views``: DeepCluster v2 fills its
+        training set as uint8 ``images`` on the device and the run's seed: DeepCluster v2 fills its
         memory bank and clusters it here. Default: nothing."""
 
     def fixed_lr_modules(self) -> list[nn.Module]:

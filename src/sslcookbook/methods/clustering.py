@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import distributed
+from ..augment import to_float
 from ..losses import deepcluster_v2_loss, spherical_kmeans, swav_loss
 from ..models import mlp
 from .base import SSLMethod, check_fraction, check_positive, check_views, feature_dim
@@ -169,9 +170,9 @@ class DeepClusterV2(SSLMethod):
     targets of that epoch: :func:`sslcookbook.losses.deepcluster_v2_loss`, the cross-entropy of
     every crop's scores z·c/τ to its image's cluster, averaged over heads.
 
-    The memory bank is filled by a forward pass over the training set (with the run's views) before
-    the first epoch (``before_epoch``, which ``fit`` calls): solo-learn starts from a random bank with
-    every assignment −1, so its first epoch has no clustering loss at all. During an epoch each step
+    The memory bank is filled by a forward pass over the training set before the first epoch
+    (``before_epoch``, which ``fit`` calls): solo-learn starts from a random bank with every
+    assignment −1, so its first epoch has no clustering loss at all. During an epoch each step
     writes its images' new embeddings into the bank (``fit`` passes the images' dataset ``indices``).
     Under ``torch.distributed`` the embeddings and indices are all-gathered, so every rank holds the
     whole bank and clusters it alike.
@@ -228,13 +229,13 @@ class DeepClusterV2(SSLMethod):
         return getattr(self, f"prototypes{head}")
 
     @torch.no_grad()
-    def before_epoch(self, epoch: int, images: torch.Tensor, views, seed: int = 0) -> None:
+    def before_epoch(self, epoch: int, images: torch.Tensor, seed: int = 0) -> None:
         """Fill the bank (first epoch only), then cluster it once per epoch (skipped when resuming an
         epoch that was already clustered)."""
         if int(self.clustered_epoch) == epoch:
             return
         if self.bank.shape[1] != images.shape[0]:
-            self.fill_bank(images, views, seed)
+            self.fill_bank(images)
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         for h, k in enumerate(self.num_prototypes):
             centroids, assignments = spherical_kmeans(
@@ -245,20 +246,17 @@ class DeepClusterV2(SSLMethod):
         self.clustered_epoch.fill_(epoch)
 
     @torch.no_grad()
-    def fill_bank(self, images: torch.Tensor, views, seed: int = 0) -> None:
-        """Embed every image's global crops (``views`` of the uint8 ``images``, in training mode, as in
-        training) into a new bank of ``len(images)`` rows."""
+    def fill_bank(self, images: torch.Tensor) -> None:
+        """A new bank of ``len(images)`` rows: the embeddings of the un-augmented uint8 ``images`` (in
+        training mode, batch statistics as in training), the same for every global crop's bank. The
+        official code embeds the training views here; the images themselves give k-means as good a
+        start and take no random draws (a resumed run repeats nothing)."""
         n = images.shape[0]
         bank = torch.empty(self.num_global_crops, n, self.bank.shape[2], device=images.device)
-        generator = torch.Generator(device=images.device).manual_seed(seed * 1_000_003 + 7)
         for start in range(0, n, self.bank_batch_size):
-            crops = views(images[start : start + self.bank_batch_size], generator=generator)
-            if len(crops) < self.num_global_crops:
-                raise ValueError(
-                    f"DeepClusterV2 needs {self.num_global_crops} global crops, got {len(crops)}"
-                )
-            z = crop_embeddings(self.backbone, self.projector, crops[: self.num_global_crops])
-            bank[:, start : start + z.shape[1]] = z.float()
+            x = to_float(images[start : start + self.bank_batch_size])
+            z = F.normalize(self.projector(self.backbone(x)), dim=-1)
+            bank[:, start : start + z.shape[0]] = z.float()
         self.bank = bank
         self.assignments = torch.full((len(self.num_prototypes), n), -1, dtype=torch.long, device=bank.device)
 
