@@ -12,7 +12,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from gloo_group import run_on_ranks
 
+from sslcookbook import data
 from sslcookbook.losses import deepcluster_v2_loss, sinkhorn, spherical_kmeans, swav_loss
+from sslcookbook.methods import DeepClusterV2, SwAV
+from sslcookbook.methods.clustering import crop_embeddings
+from sslcookbook.models import SmallCNN
+from sslcookbook.recipes import RECIPES
+from sslcookbook.train import fit
 
 
 def rand(*shape, seed=0, scale=1.0):
@@ -237,3 +243,103 @@ def test_two_ranks_on_half_batches_equal_one_process_on_the_batch(tmp_path):
     # The check can fail: Sinkhorn on each half alone equipartitions each half, another set of codes.
     halves = torch.cat([swav_step(s, gather=False)[0] for s in (slice(0, B // 2), slice(B // 2, B))])
     assert not torch.allclose(halves, codes, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# The methods
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["swav", "deepcluster_v2"])
+def test_method_trains_on_tiny_digits_and_its_loss_falls(name):
+    resolved = RECIPES[name].resolve("smoke", {})
+    train = data.load("digits", "train").subset(256, seed=0)
+    torch.manual_seed(0)
+    method = resolved.build(in_channels=1)
+    config = resolved.setting.train.replace(epochs=3, batch_size=64)
+    history = fit(method, train, resolved.views(train.image_shape), config, device="cpu", progress=False)
+    losses = history.losses
+    assert all(math.isfinite(x) for x in losses) and len(losses) == 12
+    assert sum(losses[-2:]) < sum(losses[:2]), losses
+    assert method.embed(torch.rand(3, 1, 8, 8)).shape == (3, method.backbone.feature_dim)
+
+
+def small_swav(**kwargs):
+    torch.manual_seed(0)
+    return SwAV(SmallCNN(in_channels=1, width=8), 32, 8, num_prototypes=6, **kwargs)
+
+
+def crops(n_views=3, batch=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(batch, 1, 8, 8, generator=g) for _ in range(n_views)]
+
+
+def test_swav_queue_starts_at_its_fraction_and_is_used_only_once_full():
+    method = small_swav(queue_size=20, queue_start=0.5)
+    used = []
+    for step, progress in enumerate([0.2, 0.5, 0.6, 0.7, 0.8, 0.9]):
+        out = method.training_step(crops(seed=step))
+        used.append(out["queue_used"])
+        method.after_step(progress)
+        if step == 1:
+            assert int(method.queue_filled) == 0  # before queue_start nothing is queued
+    # queued from the 3rd step on (its progress, as of the last after_step, is 0.5), 8 rows a step: full
+    # (20 rows) after the 5th step, used from the 6th
+    assert used == [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    assert int(method.queue_filled) == 32
+    with torch.no_grad():  # the newest rows first: the last step's global crops (BatchNorm over all 3 crops)
+        z = crop_embeddings(method.backbone, method.projector, crops(seed=5))[:2]
+    torch.testing.assert_close(method.queue[:, :8], z)
+
+
+def test_swav_normalises_its_prototypes_and_freezes_them_first():
+    method = small_swav(freeze_prototypes=0.5)
+    with torch.no_grad():
+        method.prototypes.weight.mul_(5.0)
+    method.training_step(crops())["loss"].backward()
+    torch.testing.assert_close(method.prototypes.weight.norm(dim=1), torch.ones(6))
+    assert method.prototypes.weight.grad is None and method.projector[0].weight.grad is not None
+    method.after_step(0.5)
+    method.training_step(crops())["loss"].backward()
+    assert method.prototypes.weight.grad is not None
+
+
+def test_swav_checks_its_views():
+    with pytest.raises(ValueError, match="at least 2 views"):
+        small_swav().training_step(crops(n_views=1))
+
+
+def test_deepcluster_v2_fills_its_bank_first_and_reclusters_every_epoch():
+    torch.manual_seed(0)
+    method = DeepClusterV2(SmallCNN(in_channels=1, width=8), 32, 8, num_prototypes=(4, 5))
+    images = data.load("digits", "train").subset(40, seed=0).images
+    method.train()
+    method.before_epoch(0, images)
+    assert method.bank.shape == (2, 40, 8) and int(method.clustered_epoch) == 0
+    assert (method.assignments >= 0).all()  # a clustering loss from the first step on
+    # head 0 clusters crop 0's bank first, from the generator seeded with (seed 0, epoch 0)
+    centroids, assignments = spherical_kmeans(
+        method.bank[0], 4, 10, "random", torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(method.prototypes(0), centroids)
+    assert torch.equal(method.assignments[0], assignments)
+    indices = torch.arange(8, 16)
+    views = [torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(v)) for v in range(2)]
+    out = method.training_step(views, indices=indices)
+    assert out["loss"].requires_grad and out["loss"] > 0
+    with torch.no_grad():
+        z = crop_embeddings(method.backbone, method.projector, views)
+    torch.testing.assert_close(method.bank[:, 8:16], z)  # the step wrote its images' embeddings
+    prototypes = method.prototypes(0).clone()
+    method.before_epoch(0, images)  # a resumed epoch is not clustered again
+    assert torch.equal(method.prototypes(0), prototypes)
+    method.before_epoch(1, images)
+    assert int(method.clustered_epoch) == 1 and not torch.equal(method.prototypes(0), prototypes)
+
+
+def test_deepcluster_v2_needs_indices_and_a_bank():
+    method = DeepClusterV2(SmallCNN(in_channels=1, width=8), 32, 8, num_prototypes=(4,))
+    with pytest.raises(ValueError, match="calls before_epoch and passes indices="):
+        method.training_step(crops(n_views=2), indices=torch.arange(8))
+    with pytest.raises(ValueError, match="one number >= 1 per head"):
+        DeepClusterV2(SmallCNN(in_channels=1, width=8), num_prototypes=())

@@ -11,7 +11,12 @@ import torch
 import torch.distributed as dist
 from gloo_group import run_on_ranks
 
+from sslcookbook import data
 from sslcookbook.losses import barlow_twins_loss, vicreg_loss, vicreg_terms, whiten, wmse_loss
+from sslcookbook.methods import WMSE, BarlowTwins, VICReg
+from sslcookbook.models import SmallCNN
+from sslcookbook.recipes import RECIPES
+from sslcookbook.train import fit
 
 
 def rand(*shape, seed=0, scale=1.0):
@@ -268,3 +273,41 @@ def test_two_ranks_on_half_batches_equal_one_process_on_the_batch(tmp_path):
         halves = [loss_and_grads(case, s, gather=False) for s in (slice(0, B // 2), slice(B // 2, B))]
         averaged = [(a + b) / 2 for a, b in zip(halves[0][1], halves[1][1])]
         assert not all(torch.allclose(a, b, rtol=1e-3) for a, b in zip(averaged, grads)), case
+
+
+# ------------------------------------------------------------------------------------------------
+# The methods: a short fit on the digits, and their arguments
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["barlow_twins", "vicreg", "wmse"])
+def test_method_trains_on_tiny_digits_and_its_loss_falls(name):
+    resolved = RECIPES[name].resolve("smoke", {})
+    train = data.load("digits", "train").subset(256, seed=0)
+    torch.manual_seed(0)
+    method = resolved.build(in_channels=1)
+    config = resolved.setting.train.replace(epochs=2, batch_size=64)
+    history = fit(method, train, resolved.views(train.image_shape), config, device="cpu", progress=False)
+    losses = history.losses
+    assert all(math.isfinite(x) for x in losses) and len(losses) == 8
+    assert sum(losses[-2:]) < sum(losses[:2]), losses
+    assert method.embed(torch.rand(3, 1, 8, 8)).shape == (3, method.backbone.feature_dim)
+
+
+def test_methods_log_their_terms_and_check_their_arguments():
+    backbone = SmallCNN(in_channels=1, width=8)
+    views = [torch.rand(16, 1, 8, 8), torch.rand(16, 1, 8, 8)]
+    out = BarlowTwins(backbone, 32, 16).training_step(views)
+    assert {"on_diagonal", "off_diagonal"} <= set(out) and out["loss"].requires_grad
+    out = VICReg(SmallCNN(in_channels=1, width=8), 32, 16).training_step(views)
+    assert out["loss"].item() == pytest.approx(
+        25 * out["invariance"] + 25 * out["variance"] + out["covariance"]
+    )
+    # a batch of 16 below w_size is whitened as one sub-batch; four views make six pairs
+    assert WMSE(SmallCNN(in_channels=1, width=8), 32, 8, w_size=64).training_step(views * 2)["loss"] > 0
+    with pytest.raises(ValueError, match="w_size=16 must exceed projector_dim=16"):
+        WMSE(backbone, 32, 16, w_size=16)
+    with pytest.raises(ValueError, match="variance_weight must be >= 0"):
+        VICReg(backbone, variance_weight=-1)
+    with pytest.raises(ValueError, match="exactly 2 views"):
+        BarlowTwins(backbone, 32, 16).training_step(views * 2)
