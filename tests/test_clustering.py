@@ -343,3 +343,58 @@ def test_deepcluster_v2_needs_indices_and_a_bank():
         method.training_step(crops(n_views=2), indices=torch.arange(8))
     with pytest.raises(ValueError, match="one number >= 1 per head"):
         DeepClusterV2(SmallCNN(in_channels=1, width=8), num_prototypes=())
+
+
+# SwAV itself on 2 ranks × B/2 == 1 process × B over steps that fill the queue and then use it: every
+# rank keeps the same queue of the global batch and gives Sinkhorn its own slice of it. BatchNorm-free
+# backbone and projector: with BN each rank would normalise with its own half's statistics.
+
+
+class FlatEncoder(torch.nn.Module):
+    feature_dim = 6
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 6), torch.nn.Tanh())
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def swav_steps(part: slice, steps: int = 3) -> list:
+    torch.manual_seed(0)
+    method = SwAV(FlatEncoder(), 12, 4, num_prototypes=5, queue_size=B, batch_norm=False).double()
+    results = []
+    for step in range(steps):
+        g = torch.Generator().manual_seed(10 + step)
+        views = [torch.rand(B, 1, 4, 4, generator=g, dtype=torch.float64)[part] for _ in range(3)]
+        out = method.training_step(views)
+        out["loss"].backward()
+        loss, grads = out["loss"].detach(), [p.grad.clone() for p in method.parameters()]
+        if dist.is_initialized():
+            for t in (loss, *grads):
+                dist.all_reduce(t)
+                t /= WORLD
+        with torch.no_grad():
+            for p, grad in zip(method.parameters(), grads):
+                p -= 0.5 * grad
+                p.grad = None
+        method.after_step((step + 1) / steps)
+        results.append((loss, grads, out["queue_used"]))
+    return results
+
+
+def _swav_worker(rank: int, out: str):
+    results = swav_steps(slice(rank * B // WORLD, (rank + 1) * B // WORLD))
+    if rank == 0:
+        torch.save(results, out)
+
+
+def test_swav_with_its_queue_on_two_ranks_equals_one_process(tmp_path):
+    run_on_ranks(_swav_worker, str(tmp_path / "ranks.pt"), world=WORLD)
+    ranks, single = torch.load(tmp_path / "ranks.pt"), swav_steps(slice(0, B))
+    assert [used for *_, used in single] == [0.0, 1.0, 1.0]  # the queue (B rows) is full after step 1
+    for step, ((loss, grads, _), (want_loss, want_grads, _)) in enumerate(zip(ranks, single)):
+        torch.testing.assert_close(loss, want_loss, rtol=1e-12, atol=1e-14, msg=f"step {step} loss")
+        for i, (a, b) in enumerate(zip(grads, want_grads)):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-13, msg=f"step {step} gradient {i}")

@@ -71,6 +71,7 @@ class SwAV(SSLMethod):
         queue_start: fraction of training before the queue starts filling (15/100 epochs there).
         freeze_prototypes: fraction of training with frozen prototypes.
         gather_distributed: Sinkhorn over the global batch under ``torch.distributed``.
+        batch_norm: BatchNorm in the projector (SwAV's has it).
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class SwAV(SSLMethod):
         queue_start: float = 0.0,
         freeze_prototypes: float = 0.0,
         gather_distributed: bool = True,
+        batch_norm: bool = True,
     ):
         super().__init__()
         check_positive(temperature=temperature, epsilon=epsilon, num_prototypes=num_prototypes)
@@ -97,7 +99,9 @@ class SwAV(SSLMethod):
                 f"{queue_size}, {num_global_crops}, {sinkhorn_iterations}"
             )
         self.backbone = backbone
-        self.projector = mlp(feature_dim(backbone), projector_hidden_dim, projector_dim)
+        self.projector = mlp(
+            feature_dim(backbone), projector_hidden_dim, projector_dim, batch_norm=batch_norm
+        )
         self.prototypes = nn.Linear(projector_dim, num_prototypes, bias=False)
         self.temperature, self.epsilon, self.sinkhorn_iterations = temperature, epsilon, sinkhorn_iterations
         self.num_global_crops, self.queue_start, self.freeze_prototypes = (
