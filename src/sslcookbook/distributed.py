@@ -66,6 +66,26 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return x / dist.get_world_size()
 
 
+@torch.no_grad()
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` over ranks (no gradient), e.g. Sinkhorn's marginals; ``x`` itself without a group."""
+    if not is_distributed():
+        return x
+    x = x.clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+@torch.no_grad()
+def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum of ``x`` over ranks (no gradient); ``x`` itself without a process group."""
+    if not is_distributed():
+        return x
+    x = x.clone()
+    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x
+
+
 def init_from_env(device: str | torch.device | None = None) -> torch.device:
     """Start the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); return this rank's device.
 

@@ -2,12 +2,14 @@
 
 One loop for every method: batches of uint8 images move to the device once, views are made there in
 batches, ``method.training_step`` returns the loss, the optimiser steps on a warm-up + cosine
-schedule, ``method.after_step`` updates momentum encoders. The step rows stay on the device and reach
-the host every ``log_every`` steps, so nothing waits for the GPU in between; with ``knn_every`` the
-kNN monitor (``monitor.py``) scores the features on held-out images every few epochs. Checkpoints
-are written atomically after every epoch (and on Ctrl-C) and resume exactly: the batch order of
-epoch e comes from a generator seeded with (seed, e) and the views of step t from one seeded with
-(seed, t), so nothing depends on how many times the run was stopped.
+schedule, ``method.after_step`` updates momentum encoders; ``method.before_epoch`` sees each epoch's
+start (DeepCluster v2 clusters there), and a method with ``uses_indices`` gets each batch's rows in the
+data set. The step rows stay on the device and reach the host every ``log_every`` steps, so nothing
+waits for the GPU in between; with ``knn_every`` the kNN monitor (``monitor.py``) scores the features
+on held-out images every few epochs. Checkpoints are written atomically after every epoch (and on
+Ctrl-C) and resume exactly: the batch order of epoch e comes from a generator seeded with (seed, e)
+and the views of step t from one seeded with (seed, t), so nothing depends on how many times the run
+was stopped.
 """
 
 from __future__ import annotations
@@ -175,6 +177,8 @@ def fit(
     try:
         while epoch < config.epochs:
             method.train()
+            if hasattr(method, "before_epoch"):  # e.g. DeepCluster v2 fills its memory bank and clusters it
+                method.before_epoch(epoch, images, seed=config.seed)
             order, started = _epoch_order(config.seed, epoch, images.shape[0], device), time.perf_counter()
             while step_in_epoch < plan.steps_per_epoch:
                 step = epoch * plan.steps_per_epoch + step_in_epoch

@@ -4,6 +4,7 @@ Each loss checks its inputs once, then runs its PyTorch formula (written in the 
 CUDA tensors, its fused Triton twin in :mod:`sslcookbook.kernels`.
 """
 
+from .clustering import deepcluster_v2_loss, sinkhorn, spherical_kmeans, swav_loss
 from .contrastive import dcl, info_nce, nearest_neighbour, nnclr_loss, nt_xent, supcon
 from .dino import dino_loss, update_center
 from .distillation import negative_cosine
@@ -16,11 +17,15 @@ from .pretext import (
     transformation_loss,
     update_memory_bank,
 )
+from .redundancy import barlow_twins_loss, batch_standardise, vicreg_loss, vicreg_terms, whiten, wmse_loss
 
 __all__ = [
     "MemoryBank",
     "MemoryQueue",
+    "barlow_twins_loss",
+    "batch_standardise",
     "dcl",
+    "deepcluster_v2_loss",
     "dino_loss",
     "estimate_log_z",
     "info_nce",
@@ -32,8 +37,15 @@ __all__ = [
     "nnclr_loss",
     "nonparametric_softmax_loss",
     "nt_xent",
+    "sinkhorn",
+    "spherical_kmeans",
     "supcon",
+    "swav_loss",
     "transformation_loss",
     "update_center",
     "update_memory_bank",
+    "vicreg_loss",
+    "vicreg_terms",
+    "whiten",
+    "wmse_loss",
 ]

@@ -114,3 +114,22 @@ def _check_agree(tensors: dict[str, torch.Tensor]) -> None:
             raise ValueError(
                 f"{first_name} is on {first.device} but {name} is on {t.device}; move both to one device"
             )
+
+
+def check_weight(value, name: str) -> float:
+    """A loss weight: a Python number, finite and ≥ 0, returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a Python number, got {type(value).__name__}; use float(...)")
+    value = float(value)
+    if not 0.0 <= value < math.inf:  # also false for nan
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """A count (iterations, a sub-batch size): a Python int ≥ ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a Python int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)

@@ -1,20 +1,25 @@
 """Methods: ``nn.Module``s with ``training_step(views, labels) -> dict`` and ``embed(x)``.
 
-One file per family (pretext, contrastive, momentum, distillation, dino), each built from the kit in
-``methods/base.py``.
+One file per family (pretext, contrastive, momentum, distillation, dino, redundancy, clustering),
+each built from the kit in ``methods/base.py``.
 """
 
 from .base import SSLMethod
+from .clustering import DeepClusterV2, SwAV
 from .contrastive import DCL, NNCLR, SimCLR, SupCon
 from .dino import DINO, DINOHead
 from .distillation import BYOL, SimSiam
 from .momentum import MoCoV2, MoCoV3
 from .pretext import InstanceDiscrimination, Jigsaw, RelativePosition, RotationPrediction
+from .redundancy import WMSE, BarlowTwins, VICReg
 
 __all__ = [
     "BYOL",
+    "WMSE",
+    "BarlowTwins",
     "DCL",
     "DINO",
+    "DeepClusterV2",
     "DINOHead",
     "InstanceDiscrimination",
     "Jigsaw",
@@ -27,4 +32,6 @@ __all__ = [
     "SimCLR",
     "SimSiam",
     "SupCon",
+    "SwAV",
+    "VICReg",
 ]

@@ -24,19 +24,21 @@ class SSLMethod(nn.Module):
     ``training_step(views, labels)`` with the list of augmented views (float B×C×H×W in [0, 1]) and
     the labels (used only by supervised references and online probes), then ``after_step(progress)``
     once the optimiser has stepped (momentum encoders update there), with ``progress`` in [0, 1].
+    ``before_epoch`` runs at each epoch's start; a method with ``uses_indices = True`` also gets
+    ``indices=``, the batch's rows in the data set (for a memory bank).
     """
 
     backbone: nn.Module
 
-    #: Methods that keep one memory slot per training image (instance discrimination's bank) set this:
-    #: ``fit`` then calls ``set_num_instances(len(dataset))`` before training (and before a checkpoint
-    #: loads) and passes each batch's positions in the data set, ``training_step(views, labels,
-    #: indices=...)``; under DDP each rank gets the indices of its own rows.
+    #: Methods that keep one memory slot per training image (instance discrimination's bank, DeepCluster
+    #: v2's assignments) set this: ``fit`` then calls ``set_num_instances(len(dataset))`` before training
+    #: (and before a checkpoint loads) and passes each batch's positions in the data set,
+    #: ``training_step(views, labels, indices=...)``; under DDP each rank gets the indices of its own rows.
     uses_indices: bool = False
 
     def set_num_instances(self, num_instances: int) -> None:
-        """Size the per-image memory for a training set of ``num_instances`` images (``uses_indices``)."""
-        raise NotImplementedError(f"{type(self).__name__} sets uses_indices but has no set_num_instances")
+        """Size the per-image memory for a training set of ``num_instances`` images (``uses_indices``).
+        Default: nothing (a method may size it in ``before_epoch`` instead)."""
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
         """Return a dict with the scalar ``"loss"`` and any tensors or floats to log."""
@@ -44,6 +46,11 @@ class SSLMethod(nn.Module):
 
     def after_step(self, progress: float) -> None:
         """Hook after each optimiser step (EMA updates, schedules). Default: nothing."""
+
+    def before_epoch(self, epoch: int, images: torch.Tensor, seed: int = 0) -> None:
+        """Hook at the start of each epoch (and again when a run resumes mid-epoch), with the whole
+        training set as uint8 ``images`` on the device and the run's seed: DeepCluster v2 fills its
+        memory bank and clusters it here. Default: nothing."""
 
     def fixed_lr_modules(self) -> list[nn.Module]:
         """Modules whose learning rate stays at the base value while the rest follows the schedule
