@@ -4,7 +4,7 @@ This is how the per-notebook budgets are measured (cpu: at most 5 minutes each o
 at most 10 minutes each on a T4-class card) and where the check values quoted in the notebooks come
 from. Each notebook runs in a fresh kernel (nbclient), one after another, so the times do not overlap.
 Results go to ``benchmarks/results/notebooks_<profile>_<device>.md`` and ``.json`` with the device,
-library versions, load average and date.
+library versions, load average and date; a run of some notebooks replaces their rows and keeps the others.
 
     python benchmarks/time_notebooks.py --profile cpu                  # every notebook
     python benchmarks/time_notebooks.py --profile gpu notebooks/02_contrastive.ipynb
@@ -66,7 +66,29 @@ def run_notebook(path: Path, profile: str, timeout: int) -> dict:
         "passed": error is None,
         "error": error,
         "check_output": cell_text(code[-1]) if code else "",
+        "date": datetime.date.today().isoformat(),
+        "load_average_after": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
+
+
+def write_markdown(path: Path, meta: dict, rows: list[dict]) -> None:
+    """The results table: one row per notebook with its wall time, outcome and check-cell output."""
+    lines = [
+        f"# Notebooks in the `{meta['profile']}` profile",
+        "",
+        f"{meta['device']}; torch {meta['torch']}, Python {meta['python']}, "
+        f"OMP_NUM_THREADS={meta['omp_num_threads']}; each notebook alone, one after another.",
+        f"Command: `python benchmarks/time_notebooks.py --profile {meta['profile']}`.",
+        "",
+        "| notebook | wall time | check | date, load after | check cell output |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        shown = " ".join(row["check_output"].split())[:400].replace("|", "\\|")
+        outcome = "passed" if row["passed"] else "FAILED"
+        when = f"{row.get('date', '')}, {row.get('load_average_after', '')}"
+        lines.append(f"| {row['notebook']} | {row['seconds']:.0f} s | {outcome} | {when} | {shown} |")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,28 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "date": datetime.date.today().isoformat(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"notebooks_{args.profile}_{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')[:40]}"
-    (RESULTS / f"{stem}.json").write_text(json.dumps({**meta, "notebooks": rows}, indent=1) + "\n")
-    lines = [
-        f"# Notebooks in the `{args.profile}` profile",
-        "",
-        f"{device}; torch {meta['torch']}, Python {meta['python']}, "
-        f"OMP_NUM_THREADS={meta['omp_num_threads']}; "
-        f"{meta['date']}; load average after the run {meta['load_average_after']}.",
-        f"Command: `python benchmarks/time_notebooks.py --profile {args.profile}`.",
-        "",
-        "| notebook | wall time | check | check cell output |",
-        "|---|---|---|---|",
-    ]
-    for row in rows:
-        shown = " ".join(row["check_output"].split())[:400].replace("|", "\\|")
-        outcome = "passed" if row["passed"] else "FAILED"
-        lines.append(f"| {row['notebook']} | {row['seconds']:.0f} s | {outcome} | {shown} |")
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    previous = RESULTS / f"{stem}.json"
+    if previous.exists():  # keep the rows of the notebooks this run did not execute
+        ran = {row["notebook"] for row in rows}
+        kept = [row for row in json.loads(previous.read_text())["notebooks"] if row["notebook"] not in ran]
+        rows = sorted(kept + rows, key=lambda row: row["notebook"])
+    previous.write_text(json.dumps({**meta, "notebooks": rows}, indent=1) + "\n")
+    write_markdown(RESULTS / f"{stem}.md", meta, rows)
     print(f"wrote {RESULTS / stem}.md")
     return 0 if all(r["passed"] for r in rows) else 1
 
