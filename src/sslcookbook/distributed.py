@@ -57,33 +57,28 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _all_reduce(x: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
+    """``op`` of ``x`` over ranks on a copy (no gradient); ``x`` itself without a process group."""
+    if not is_distributed():
+        return x
+    x = x.clone()
+    dist.all_reduce(x, op=op)
+    return x
+
+
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over ranks (no gradient), e.g. DINO's centre; ``x`` itself without a process group."""
-    if not is_distributed():
-        return x
-    x = x.clone()
-    dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x / dist.get_world_size()
+    return _all_reduce(x, dist.ReduceOp.SUM) / world_size() if is_distributed() else x
 
 
-@torch.no_grad()
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum of ``x`` over ranks (no gradient), e.g. Sinkhorn's marginals; ``x`` itself without a group."""
-    if not is_distributed():
-        return x
-    x = x.clone()
-    dist.all_reduce(x, op=dist.ReduceOp.SUM)
-    return x
+    return _all_reduce(x, dist.ReduceOp.SUM)
 
 
-@torch.no_grad()
 def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
     """Element-wise maximum of ``x`` over ranks (no gradient); ``x`` itself without a process group."""
-    if not is_distributed():
-        return x
-    x = x.clone()
-    dist.all_reduce(x, op=dist.ReduceOp.MAX)
-    return x
+    return _all_reduce(x, dist.ReduceOp.MAX)
 
 
 def init_from_env(device: str | torch.device | None = None) -> torch.device:

@@ -133,3 +133,11 @@ def check_count(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_index_vector(name: str, t, n: int, meaning: str, per_row: str) -> None:
+    """``t`` must be an integer tensor of shape (n,): one index (of ``meaning``) per row, ``per_row``."""
+    if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of {meaning}; use .long()")
+    if t.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), {per_row}, got {tuple(t.shape)}")

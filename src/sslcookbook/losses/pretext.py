@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import distributed
-from ._checks import check_embeddings, check_temperature, check_tensor
+from ._checks import check_embeddings, check_index_vector, check_temperature, check_tensor
 
 
 def transformation_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -36,13 +36,7 @@ def transformation_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
         targets: N integer indices of the transformation applied, in [0, K).
     """
     check_tensor("logits", logits, 2, "(batch × transformations)")
-    if not isinstance(targets, torch.Tensor) or targets.is_floating_point() or targets.dtype == torch.bool:
-        raise TypeError("targets must be an integer tensor of transformation indices; use .long()")
-    if targets.shape != logits.shape[:1]:
-        raise ValueError(
-            f"targets must have shape ({logits.shape[0]},), one index per row of logits, got "
-            f"{tuple(targets.shape)}"
-        )
+    check_index_vector("targets", targets, logits.shape[0], "transformation indices", "one per row of logits")
     return F.cross_entropy(logits, targets.long())
 
 
@@ -53,13 +47,9 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
 
 def _check_bank_inputs(features, bank, indices, temperature) -> float:
     check_embeddings(features=features, bank=bank.to(features.dtype))
-    if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.dtype == torch.bool:
-        raise TypeError("indices must be an integer tensor: each image's slot in the memory bank")
-    if indices.shape != features.shape[:1]:
-        raise ValueError(
-            f"indices must have shape ({features.shape[0]},), one bank slot per feature row, "
-            f"got {tuple(indices.shape)}"
-        )
+    check_index_vector(
+        "indices", indices, features.shape[0], "memory-bank slots", "one bank slot per feature row"
+    )
     return check_temperature(temperature)
 
 
