@@ -84,7 +84,7 @@ def run_recipe(
     download = download or downloads_data(profile)  # gpu and full fetch CIFAR-10 on first use
     train_ds, test_ds = load_splits(data, setting.train_subset, setting.test_subset, download=download)
     torch.manual_seed(setting.train.seed)  # the initial weights are part of the recipe
-    method = resolved.build(in_channels=train_ds.image_shape[0])
+    method = resolved.build(in_channels=train_ds.image_shape[0], image_size=train_ds.image_shape[-1])
     views = resolved.views(train_ds.image_shape)
     config = setting.train
     meta = {
@@ -92,6 +92,7 @@ def run_recipe(
         "profile": profile,
         "data": data,
         "in_channels": train_ds.image_shape[0],
+        "image_size": train_ds.image_shape[-1],
         "overrides": overrides,
     }
 
@@ -145,7 +146,7 @@ def load_trained_method(path: str | os.PathLike) -> tuple[SSLMethod, Resolved, d
     if "recipe" not in meta:
         raise ValueError(f"{path} has no recipe metadata: evaluate it in Python with sslcookbook.evaluate")
     resolved = get_recipe(meta["recipe"]).resolve(meta["profile"], meta.get("overrides"))
-    method = resolved.build(in_channels=meta["in_channels"])
+    method = resolved.build(in_channels=meta["in_channels"], image_size=meta.get("image_size"))
     method.load_state_dict(state["method"])
     return method, resolved, state
 
@@ -171,7 +172,7 @@ def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
         method.backbone,
         out,
         name=setting.backbone,
-        kwargs=setting.backbone_kwargs,
+        kwargs=resolved.backbone_kwargs(meta.get("image_size")),
         in_channels=meta["in_channels"],
         recipe=resolved.recipe,
         profile=resolved.profile,

@@ -17,7 +17,7 @@ from torch import nn
 
 from . import augment
 from .methods import SSLMethod
-from .models import BACKBONES, build_backbone
+from .models import BACKBONES, build_backbone, takes_image_size
 from .profiles import PROFILES, active_profile
 from .train import TrainConfig
 
@@ -50,11 +50,19 @@ class Resolved:
     method: Callable[..., SSLMethod]
     setting: Setting
 
-    def build(self, in_channels: int = 3) -> SSLMethod:
-        """The method with a fresh backbone for images with ``in_channels`` channels."""
+    def build(self, in_channels: int = 3, image_size: int | None = None) -> SSLMethod:
+        """The method with a fresh backbone for images with ``in_channels`` channels; a ViT also needs
+        the ``image_size`` (side of the training images) unless ``backbone.image_size`` is set."""
         s = self.setting
-        net: nn.Module = build_backbone(s.backbone, in_channels, **s.backbone_kwargs)
+        net: nn.Module = build_backbone(s.backbone, in_channels, image_size, **s.backbone_kwargs)
         return self.method(net, **s.method_kwargs)
+
+    def backbone_kwargs(self, image_size: int | None = None) -> dict:
+        """The backbone's arguments as built for images of side ``image_size`` (what an export records)."""
+        kwargs = dict(self.setting.backbone_kwargs)
+        if image_size is not None and takes_image_size(self.setting.backbone):
+            kwargs.setdefault("image_size", int(image_size))
+        return kwargs
 
     def views(self, image_shape: tuple[int, int, int]):
         s = self.setting
@@ -142,10 +150,16 @@ class Recipe:
         return Resolved(self.name, profile, self.method, setting)
 
     def build(
-        self, profile: str | None = None, in_channels: int = 3, backbone: str | None = None
+        self,
+        profile: str | None = None,
+        in_channels: int = 3,
+        backbone: str | None = None,
+        image_size: int | None = None,
     ) -> SSLMethod:
-        """The method with a fresh backbone for images with ``in_channels`` channels."""
-        return self.resolve(profile, {"backbone": backbone} if backbone else None).build(in_channels)
+        """The method with a fresh backbone for images with ``in_channels`` channels (and, for a ViT, of
+        side ``image_size``)."""
+        resolved = self.resolve(profile, {"backbone": backbone} if backbone else None)
+        return resolved.build(in_channels, image_size)
 
     def views(self, image_shape: tuple[int, int, int], profile: str | None = None):
         return self.resolve(profile).views(image_shape)

@@ -238,7 +238,7 @@ class Jigsaw(_SeededDraws):
         tile = self.tile_size or max(1, cell - max(1, cell // 4))
         tiles, targets = jigsaw_batch(x, self.permutations, self.grid, tile, self.generator(x.device))
         b, t = tiles.shape[:2]
-        features = self.backbone(tiles.flatten(0, 1)).view(b, -1)  # B × (T·F), in the shuffled order
+        features = self.backbone(tiles.flatten(0, 1)).reshape(b, -1)  # B × (T·F), in the shuffled order
         logits = self.head(features)
         accuracy = (logits.detach().argmax(1) == targets).float().mean()
         return {"loss": transformation_loss(logits, targets), "accuracy": accuracy}

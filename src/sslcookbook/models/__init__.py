@@ -1,8 +1,9 @@
 """Backbones and heads."""
 
-from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar
+from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar, takes_image_size
 from .export import export_backbone, load_backbone
 from .heads import mlp
+from .vit import VisionTransformer, select_tokens, vit_small, vit_tiny
 
 __all__ = [
     "BACKBONES",
@@ -12,4 +13,9 @@ __all__ = [
     "load_backbone",
     "mlp",
     "resnet18_cifar",
+    "takes_image_size",
+    "VisionTransformer",
+    "select_tokens",
+    "vit_small",
+    "vit_tiny",
 ]

@@ -1,12 +1,16 @@
-"""Backbones: a small CNN for 8×8 to 32×32 inputs and the CIFAR variant of ResNet-18.
+"""Backbones: a small CNN for 8×8 to 32×32 inputs, the CIFAR variant of ResNet-18, and ViT-Tiny/Small.
 
 A backbone maps float images B×C×H×W in [0, 1] to features B×D and exposes ``feature_dim``.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
+
+from .vit import vit_small, vit_tiny
 
 
 class SmallCNN(nn.Module):
@@ -78,11 +82,27 @@ class _Standardised(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-BACKBONES = {"small_cnn": SmallCNN, "resnet18_cifar": resnet18_cifar}
+BACKBONES = {
+    "small_cnn": SmallCNN,
+    "resnet18_cifar": resnet18_cifar,
+    "vit_tiny": vit_tiny,
+    "vit_small": vit_small,
+}
 
 
-def build_backbone(name: str, in_channels: int, **kwargs) -> nn.Module:
-    """Build a backbone by name (``small_cnn`` or ``resnet18_cifar``)."""
+def takes_image_size(name: str) -> bool:
+    """Whether the backbone is built for one image size (a ViT's patch grid), so its builder needs it."""
+    return "image_size" in inspect.signature(BACKBONES[name]).parameters
+
+
+def build_backbone(name: str, in_channels: int, image_size: int | None = None, **kwargs) -> nn.Module:
+    """Build a backbone by name (``small_cnn``, ``resnet18_cifar``, ``vit_tiny``, ``vit_small``).
+
+    ``image_size`` (the side of the training images) reaches the backbones that need it (a ViT sizes its
+    patches and position embedding from it) unless ``kwargs`` set it; the others ignore it.
+    """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
+    if image_size is not None and takes_image_size(name):
+        kwargs.setdefault("image_size", int(image_size))
     return BACKBONES[name](in_channels=in_channels, **kwargs)
