@@ -37,9 +37,11 @@ that computes the loss can also accumulate the gradients along its rows:
   streams the text rows BLOCK_LOOP at a time. Per tile: the logits with one ``tl.dot`` (fp32
   accumulation), the loss terms (summed per row), and, when gradients are wanted, q and a second
   ``tl.dot`` that adds :math:`\sum_j q_{ij} y_j` into an fp32 accumulator. After the loop it writes the
-  row's loss, :math:`\sum_j q_{ij}` (for db), :math:`x_i\cdot\sum_j q_{ij} y_j = \sum_j q_{ij} s_{ij}`
-  (for dt: the accumulator already holds it, so dt costs one dot per row instead of a reduction per
-  tile) and :math:`t \sum_j q_{ij} y_j` (dx up to the incoming gradient), all in fp32.
+  row's loss, :math:`\sum_j q_{ij}` (for db), :math:`\sum_j q_{ij} s_{ij}` (for dt) and
+  :math:`t \sum_j q_{ij} y_j` (dx up to the incoming gradient), all in fp32. The two scalar sums are
+  reduced from the fp32 tile: taking :math:`x_i\cdot\sum_j q_{ij} y_j` from the accumulator instead
+  would save a reduction per tile but inherit the 16-bit rounding of q, and dt is a sum of terms of
+  both signs that cancel.
 * ``_siglip_cols_kernel`` (backward): one program owns BLOCK_OUT text rows :math:`y_j` and streams the
   image rows; it recomputes the transposed tile :math:`s^T = y\,x^T` and accumulates
   :math:`\sum_i q_{ij} x_i` (dy). The incoming gradient is read from device memory (no host sync).
@@ -52,7 +54,7 @@ gradient depend on the order of the additions. Counting multiply-adds ×2, the p
 forward, dx and dy kernel would do 10·B²·D. The price: a forward with gradients enabled that is never
 followed by a backward (evaluation outside ``torch.no_grad``) does the dx work for nothing, and the
 B×D fp32 dx is held from forward to backward. Under ``torch.no_grad`` the forward computes the loss only;
-with frozen image features (LiT) the dx accumulation is skipped and dt comes from a row reduction.
+with frozen image features (LiT) the dx accumulation is skipped.
 
 Numerically stable log-sigmoid
 ------------------------------
@@ -206,16 +208,13 @@ if triton_available():
             # ℓ = −log σ(z u) = max(−z u, 0) + log1p(e^{−|u|}), with z u = u on the diagonal, −u off it.
             term = tl.where(positive, tl.maximum(-u, 0.0), tl.maximum(u, 0.0)) + _log1p(w)
             loss += tl.sum(tl.where(keep, term, 0.0), axis=1)
-            if COMPUTE_SCALARS:
+            if COMPUTE_SCALARS:  # in fp32 from the tile, not from the 16-bit-rounded q of the dot below
                 sum_q += tl.sum(q, axis=1)
-                if not COMPUTE_DX:  # otherwise Σ_j q_ij s_ij = x_i · acc_i, after the loop
-                    sum_qs += tl.sum(q * s, axis=1)
+                sum_qs += tl.sum(q * s, axis=1)
             if COMPUTE_DX:
                 acc = tl.dot((q * tile_scale).to(y.dtype), y, acc, input_precision=DOT_PRECISION)
         tl.store(ROW_LOSS + rows, loss, mask=row_ok)
         if COMPUTE_SCALARS:
-            if COMPUTE_DX:
-                sum_qs = tl.sum(x.to(tl.float32) * acc, axis=1) / tile_scale
             tl.store(ROW_DT + rows, sum_qs, mask=row_ok)
             tl.store(ROW_DB + rows, sum_q, mask=row_ok)
         if COMPUTE_DX:
