@@ -414,12 +414,13 @@ def main(argv=None) -> int:
             ["fp32"],
             args.parity_batch or 96,
         )
-        default_backends = ["eager", "compile", "open_clip"]
+        default_backends = ["eager", "compile", "siglip-kernel", "open_clip"]  # siglip-kernel: a note
         parity_dtypes = ["fp32", "fp16"]
         notes.append(
             "No GPU: the Triton kernel ran in the interpreter for parity only (its CPU time means nothing); "
             "timings are CPU eager / torch.compile / open_clip in fp32, no peak memory. Not kernel figures."
         )
+        notes.append(f"Load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
     batches = args.batches or default_batches
     dtype_names = args.dtypes or default_dtypes
     names = args.backends or default_backends
