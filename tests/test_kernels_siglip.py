@@ -349,3 +349,29 @@ def test_tile_configs_are_valid_for_tl_dot(monkeypatch):
             while config is not None:
                 assert config.block_out >= 16 and config.block_loop >= 16 and config.num_stages >= 1
                 config = K._smaller(config)
+
+
+def test_launch_retries_with_smaller_tiles_on_out_of_resources(monkeypatch):
+    launches = []
+
+    class FakeKernel:
+        def __getitem__(self, grid):
+            def run(*args, BLOCK_OUT, BLOCK_LOOP, BLOCK_D, num_warps, num_stages, **constants):
+                launches.append((grid, BLOCK_OUT, BLOCK_LOOP, num_stages))
+                if BLOCK_OUT * BLOCK_LOOP * num_stages > 16 * 16 * 2:
+                    raise K.OutOfResources(200_000, 100_000, "shared memory")
+
+            return run
+
+    monkeypatch.setattr(K, "_tile_config", lambda block_d, element_size: K._TileConfig(128, 64, 8, 3))
+    monkeypatch.setattr(K, "_working_configs", {})
+    kernel = FakeKernel()
+    K._launch(kernel, 100, 256, 2, (), {"COMPUTE_DX": True})
+    assert launches[-1] == ((7,), 16, 16, 2)  # 100 rows in blocks of 16 → 7 programs
+    assert [launch[1:] for launch in launches[:3]] == [(128, 64, 3), (128, 64, 2), (128, 32, 2)]
+    launches.clear()
+    K._launch(kernel, 100, 256, 2, (), {"COMPUTE_DX": True})  # the working configuration is remembered
+    assert launches == [((7,), 16, 16, 2)]
+    launches.clear()
+    K._launch(kernel, 100, 256, 2, (), {"COMPUTE_DX": False})  # another variant starts from the table
+    assert launches[0][1:] == (128, 64, 3)

@@ -48,7 +48,7 @@ that computes the loss can also accumulate the gradients along its rows:
 
 Every program writes only its own rows, so there are no atomics: the result is deterministic and needs
 no zero-initialised buffers. Atomics (one kernel adding each tile's :math:`q^T x` into dy) would save
-the recomputation, but they cost B²·D / BLOCK_OUT atomic additions (~8·10⁹ at B = 65,536) and make the
+the recomputation, but they cost B²·D / BLOCK_OUT atomic additions (~10¹⁰ at B = 65,536, D = 256) and make the
 gradient depend on the order of the additions. Counting multiply-adds ×2, the pair of kernels does
 8·B²·D FLOPs per training step (forward logits and dx, then recomputed logits and dy) where a separate
 forward, dx and dy kernel would do 10·B²·D. The price: a forward with gradients enabled that is never
