@@ -73,6 +73,15 @@ FIELDS = [
     "loss",
     "note",
 ]
+# (rows per program, streamed rows, warps, stages) tried by --tile-sweep against _tile_config's choice.
+TILE_CANDIDATES = [
+    (64, 64, 4, 3),
+    (64, 64, 8, 2),
+    (64, 32, 8, 2),
+    (128, 64, 8, 2),
+    (128, 32, 8, 3),
+    (32, 64, 4, 3),
+]
 PARITY_FIELDS = ["utc_date", "device", "backend", "dtype", "dim", "batch", "loss", "dx", "dy", "dt", "db"]
 
 
@@ -363,6 +372,40 @@ class Recorder:
         return "\n".join(lines)
 
 
+def tile_sweep(recorder: Recorder, fn, args, dtype_names: list[str], device: torch.device) -> None:
+    """Time the kernel at B = args.tile_sweep with every tile of TILE_CANDIDATES (what ran is recorded)."""
+    from sslcookbook.kernels import siglip as K
+
+    table = K._tile_config
+    recorder.tiles.append(
+        f"Tile sweep at B = {args.tile_sweep:,}, D = {args.dim} (requested → ms, peak MiB):"
+    )
+    for dtype_name in dtype_names:
+        for candidate in TILE_CANDIDATES:
+            K._working_configs.clear()
+            config = K._TileConfig(*candidate)
+            K._tile_config = lambda block_d, element_size, c=config: c
+            try:
+                inputs = make_inputs(args.tile_sweep, args.dim, DTYPES[dtype_name], device)
+                result = measure(fn, inputs, device, args.target_s, args.max_repeats)
+                ran = sorted(
+                    {
+                        (c.block_out, c.block_loop, c.num_warps, c.num_stages)
+                        for c in K._working_configs.values()
+                    }
+                )
+                line = f"{fmt(result['median_ms'])} ms, {fmt(result['peak_mib'], 4)} MiB (ran {ran})"
+            except Exception as error:
+                line = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
+            finally:
+                K._tile_config = table
+                inputs = None
+                free_memory(device)
+            recorder.tiles.append(f"{dtype_name} {candidate}: {line}")
+            print(f"tile sweep {dtype_name} {candidate}: {line}", flush=True)
+    K._working_configs.clear()
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="GPU: B up to 16,384")
@@ -381,6 +424,12 @@ def parse_args(argv=None):
     p.add_argument("--max-repeats", type=int, default=30)
     p.add_argument("--time-budget-s", type=float, default=300.0, help="skip what would run past this (s)")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument(
+        "--tile-sweep",
+        type=int,
+        metavar="B",
+        help="GPU: also time the Triton kernel at batch B with each tile of TILE_CANDIDATES (for the table)",
+    )
     return p.parse_args(argv)
 
 
@@ -523,6 +572,8 @@ def main(argv=None) -> int:
             f"{kernel} ({flags or 'backward'}), BLOCK_D {block_d}, {element_size}-byte elements: "
             f"{config.block_out} × {config.block_loop}, {config.num_warps} warps, {config.num_stages} stages"
         )
+    if args.tile_sweep and on_gpu and "triton" in fns:
+        tile_sweep(recorder, fns["triton"], args, dtype_names, device)
     recorder.write()
     print(f"done in {time.perf_counter() - wall_start:.0f} s: {stem}.md", flush=True)
     return 0

@@ -15,7 +15,9 @@ siglip-kernel==0.1.2 open-clip-torch==3.3.0``)::
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; \
     export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1; \
-    python3 benchmarks/gpu_parity.py && python3 benchmarks/bench_siglip.py --out-dir $OUT; \
+    python3 benchmarks/gpu_parity.py 2>&1 | tee $OUT/gpu_parity_log.txt; \
+    python3 benchmarks/bench_siglip.py --out-dir $OUT --tile-sweep 16384 --time-budget-s 240 \
+        2>&1 | tee $OUT/bench_siglip_log.txt; \
     cp benchmarks/results/kernel_parity_* $OUT/
 """
 

@@ -149,7 +149,7 @@ if triton_available():
 
     @triton.jit
     def _pair_terms(s, t, b, positive, keep):
-        """For a tile of dot products s: (w, q) with w = e^{−|u|} and q = dℓ/du = σ(u) − [positive].
+        """For a tile of dot products s: (u, w, q) with w = e^{−|u|} and q = dℓ/du = σ(u) − [positive].
 
         u = t·s + b is the logit; q is 0 where ``keep`` is false (padding rows or columns).
         """
