@@ -283,19 +283,30 @@ def _tile_config(block_d: int, element_size: int) -> _TileConfig:
     """Tile sizes for one feature row of ``block_d · element_size`` bytes (no autotuning).
 
     Shared memory holds roughly ``(block_out + num_stages · block_loop) · row_bytes``; the fp32
-    accumulator is ``block_out · block_d`` values over the warps' registers (64 per thread at 8 warps
-    for 64 × 256). The table keeps both inside an A100/H100 SM; the benchmark records what ran.
+    accumulator is ``block_out · block_d`` values over the warps' registers. Each entry is the largest
+    tile that compiles for sm_90 without register spills (``benchmarks/kernel_resources.py`` prints the
+    registers, spills and shared memory of every entry, no GPU needed); which is fastest is measured on a
+    GPU by ``benchmarks/bench_siglip.py --tile-sweep``. fp32 tiles multiply without tensor cores
+    ("ieee", unless TF32 is allowed), which needs more registers: they get smaller tiles.
     """
     if INTERPRETED:
         return _TileConfig(32, 32, 1, 1)
     row_bytes = block_d * element_size
-    if row_bytes <= 256:  # D ≤ 128 in 16-bit, D ≤ 64 in fp32
-        return _TileConfig(128, 64, 8, 3)
-    if row_bytes <= 512:  # D ≤ 256 in 16-bit, D ≤ 128 in fp32
-        return _TileConfig(64, 64, 8, 2)
-    if row_bytes <= 1024:
+    if element_size == 2:
+        if row_bytes <= 256:  # D ≤ 128
+            return _TileConfig(128, 64, 8, 3)
+        if row_bytes <= 512:  # D ≤ 256
+            return _TileConfig(64, 64, 8, 2)
+        if row_bytes <= 1024:  # D ≤ 512
+            return _TileConfig(32, 32, 8, 2)
+        return _TileConfig(16, 16, 8, 2)  # D ≤ 1024
+    if row_bytes <= 256:  # D ≤ 64
+        return _TileConfig(64, 64, 8, 3)
+    if row_bytes <= 512:  # D ≤ 128
+        return _TileConfig(64, 32, 8, 2)
+    if row_bytes <= 1024:  # D ≤ 256
         return _TileConfig(32, 32, 8, 2)
-    return _TileConfig(16, 16, 4, 2)
+    return _TileConfig(16, 16, 4, 2)  # D ≤ 512
 
 
 def _smaller(config: _TileConfig) -> _TileConfig | None:
