@@ -8,12 +8,14 @@ traffic; 255 registers with 8 warps leave room for one program per SM. Which til
 measured on a GPU (``bench_siglip.py --tile-sweep``).
 
     python benchmarks/kernel_resources.py                 # the table's entries, sm_90 (H100/H200)
+    python benchmarks/kernel_resources.py --out benchmarks/results/siglip_kernel_resources_sm90.md
     python benchmarks/kernel_resources.py --dims 256 --tiles 64,64,8,2 64,32,8,2 --arch 80
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import glob
 import os
 import subprocess
@@ -76,9 +78,13 @@ def main(argv=None) -> int:
     p.add_argument("--dtypes", nargs="+", choices=sorted(ELEMENT), default=["bf16", "fp32"])
     p.add_argument("--tiles", nargs="+", help="block_out,block_loop,warps,stages (default: the table's)")
     p.add_argument("--arch", type=int, default=90, help="compute capability ×10 (90: H100/H200, 80: A100)")
+    p.add_argument("--out", type=Path, help="also write the lines to this Markdown file")
     args = p.parse_args(argv)
     target = GPUTarget("cuda", args.arch, 32)
-    print(f"triton {triton.__version__}, target sm_{args.arch}; fp32 dots are 'ieee' (no TF32)", flush=True)
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    header = f"triton {triton.__version__}, target sm_{args.arch}, compiled {date} UTC; fp32 dots are 'ieee'"
+    print(header, flush=True)
+    lines = []
     for dtype in args.dtypes:
         for dim in args.dims:
             block_d = K._block_d(dim)
@@ -106,6 +112,14 @@ def main(argv=None) -> int:
                     tile = f"{config.block_out}×{config.block_loop} w{config.num_warps} s{config.num_stages}"
                     seconds = time.perf_counter() - start
                     print(f"{dtype} D={dim:<5} {tile:<15} {name:<20} {report} ({seconds:.0f} s)", flush=True)
+                    lines.append(f"| {dtype} | {dim} | {tile} | {name} | {report} |")
+    if args.out:
+        table = [
+            "| dtype | D | tile (out×loop, warps, stages) | kernel | resources |",
+            "|---|---|---|---|---|",
+        ]
+        title = "# SigLIP kernels: registers, spills and shared memory per tile (compiled, not run)"
+        args.out.write_text("\n".join([title, "", header + ".", "", *table, *lines, ""]))
     return 0
 
 
