@@ -4,6 +4,10 @@ float64, and that reference against an independent float64 implementation writte
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -375,3 +379,21 @@ def test_launch_retries_with_smaller_tiles_on_out_of_resources(monkeypatch):
     launches.clear()
     K._launch(kernel, 100, 256, 2, (), {"COMPUTE_DX": False})  # another variant starts from the table
     assert launches[0][1:] == (128, 64, 3)
+
+
+def test_kernels_compile_for_a_gpu_without_one():
+    # The interpreter runs numpy, which accepts code that Triton's GPU compiler may not: compile the two
+    # kernels for sm_90 (ptxas ships in the triton wheel) in a process without TRITON_INTERPRET.
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"} | {"OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        str(root / "benchmarks" / "kernel_resources.py"),
+        "--dims",
+        "48",
+        "--dtypes",
+        "fp16",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("registers") == 2 and "FAILED" not in result.stdout, result.stdout
