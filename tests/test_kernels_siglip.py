@@ -337,7 +337,11 @@ def test_cpu_tensors_without_the_interpreter_say_how(monkeypatch):
 def test_backend_choice_for_a_loss_built_on_this_kernel():
     x = torch.randn(4, 8)
     assert kernels.resolve_backend("auto", (x, x), K) == "torch"  # CPU tensors: the reference
-    assert kernels.resolve_backend("triton", (x, x), K) == "triton"  # honoured under the interpreter
+    if K.INTERPRETED:
+        assert kernels.resolve_backend("triton", (x, x), K) == "triton"  # honoured under the interpreter
+    else:  # on a GPU machine, CPU tensors cannot take the compiled kernel
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+            kernels.resolve_backend("triton", (x, x), K)
     wide = torch.randn(2, 1025, dtype=torch.float16)
     assert "too wide" in K.unsupported((wide,))
     assert K.unsupported((torch.randn(2, 1024, dtype=torch.float16),)) is None
