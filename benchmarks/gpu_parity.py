@@ -13,13 +13,13 @@ machine (no network there), one command runs every check and benchmark, with the
 downloaded beforehand into an ignored .whl/ folder and carried (``pip download --no-deps -d .whl
 siglip-kernel==0.1.2 open-clip-torch==3.3.0``)::
 
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; \
-    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1; \
-    TRITON_INTERPRET=0 python3 -m pytest tests/test_kernels_siglip.py -q -p no:cacheprovider \
-        > $OUT/pytest_siglip_gpu.txt 2>&1; tail -3 $OUT/pytest_siglip_gpu.txt; \
-    python3 benchmarks/gpu_parity.py 2>&1 | tee $OUT/gpu_parity_log.txt; \
-    python3 benchmarks/bench_siglip.py --out-dir $OUT --tile-sweep 16384 --time-budget-s 240 \
-        2>&1 | tee $OUT/bench_siglip_log.txt; \
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; \\
+    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1; \\
+    TRITON_INTERPRET=0 python3 -m pytest tests/test_kernels_siglip.py -q -p no:cacheprovider \\
+        > $OUT/pytest_siglip_gpu.txt 2>&1; tail -3 $OUT/pytest_siglip_gpu.txt; \\
+    python3 benchmarks/gpu_parity.py 2>&1 | tee $OUT/gpu_parity_log.txt; \\
+    python3 benchmarks/bench_siglip.py --out-dir $OUT --tile-sweep 16384 --time-budget-s 240 \\
+        2>&1 | tee $OUT/bench_siglip_log.txt; \\
     cp benchmarks/results/kernel_parity_* $OUT/
 """
 
