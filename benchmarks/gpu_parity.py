@@ -125,6 +125,17 @@ def main() -> None:
             lambda a, c, s, o: siglip.siglip_loss_reference(a, c, s, o),
             [x, y, t, b],
         )
+    for n, m, d in [(7, 130, 48), (1000, 4103, 256)]:  # the chunked loss's other-rank blocks
+        x = torch.nn.functional.normalize(torch.randn(n, d, device=dev), dim=1)
+        y = torch.nn.functional.normalize(torch.randn(m, d, device=dev), dim=1)
+        t, b = torch.tensor(10.0, device=dev), torch.tensor(-10.0, device=dev)
+        rows += compare(
+            "siglip_loss negative_only",
+            f"B={n} M={m} D={d} t=10 b=-10",
+            lambda a, c, s, o: siglip.siglip_loss_triton(a, c, s.float(), o.float(), negative_only=True),
+            lambda a, c, s, o: siglip.siglip_loss_reference(a, c, s, o, negative_only=True),
+            [x, y, t, b],
+        )
     device = torch.cuda.get_device_name()
     stamp = {
         "device": device,

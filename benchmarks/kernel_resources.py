@@ -39,7 +39,7 @@ SCALARS = {"SCALE": "*fp32", "BIAS": "*fp32"}
 
 
 def signatures(dtype: str) -> dict[str, dict[str, str]]:
-    ints = {"n": "i32", "dim": "i32", "stride_x": "i32", "stride_y": "i32"}
+    ints = {"n_rows": "i32", "n_cols": "i32", "dim": "i32", "stride_x": "i32", "stride_y": "i32"}
     rows = {"X": f"*{dtype}", "Y": f"*{dtype}", **SCALARS, "ROW_LOSS": "*fp32", "ROW_DT": "*fp32"}
     rows |= {"ROW_DB": "*fp32", "DX": "*fp32", **ints, "stride_dx": "i32", "tile_scale": "fp32"}
     cols = {"X": f"*{dtype}", "Y": f"*{dtype}", **SCALARS, "GRAD": "*fp32", "DY": f"*{dtype}", **ints}
@@ -95,6 +95,7 @@ def main(argv=None) -> int:
                 configs = [K._TileConfig(*map(int, tile.split(","))) for tile in args.tiles]
             for config in configs:
                 base = {
+                    "NEGATIVE_ONLY": False,
                     "DOT_PRECISION": "ieee" if dtype == "fp32" else "tf32",
                     "BLOCK_OUT": config.block_out,
                     "BLOCK_LOOP": config.block_loop,

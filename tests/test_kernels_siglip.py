@@ -165,6 +165,39 @@ def test_known_answers():
     assert loss.item() == pytest.approx(n * math.log1p(math.exp(-15.0)), rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("n", "m", "dtype"), [(33, 70, torch.float32), (7, 1, torch.float32), (20, 9, torch.float16)]
+)
+def test_negative_only_blocks(n, m, dtype):
+    # The chunked distributed loss scores this rank's images against another rank's texts: all negatives.
+    x, _ = pairs(n, 16, seed=n)
+    _, y = pairs(m, 16, seed=m + 1)
+    inputs = leaves(x, y, 10.0, -10.0, dtype=dtype)
+    neg = lambda *a: K.siglip_loss_triton(*a, negative_only=True)  # noqa: E731
+    loss_t, grads_t = loss_and_grads(neg, inputs)
+    exact = [v.detach().double().requires_grad_() for v in inputs]
+    loss_e, grads_e = loss_and_grads(lambda *a: K.siglip_loss_reference(*a, negative_only=True), exact)
+    assert loss_t.item() == pytest.approx(loss_e.item(), rel=1e-5)
+    for g_t, g_e in zip(grads_t, grads_e):
+        assert_close_scaled(g_t, g_e, rel=2e-5 if dtype == torch.float32 else 5e-3)
+
+
+def test_chunked_decomposition_equals_the_whole_batch():
+    # B·L(x, y) = Σ over blocks of rows: each block against its own texts (positives on the diagonal) and,
+    # negative-only, against the others' texts: what 2 ranks of 20 and 25 pairs compute.
+    x, y = pairs(45, 16, seed=40)
+    whole = K.siglip_loss_triton(*leaves(x, y, 10.0, -10.0))
+    a, b = slice(0, 20), slice(20, 45)
+    parts = 0.0
+    for mine, other in ((a, b), (b, a)):
+        rows = mine.stop - mine.start
+        parts += rows * K.siglip_loss_triton(*leaves(x[mine], y[mine], 10.0, -10.0)).item()
+        parts += (
+            rows * K.siglip_loss_triton(*leaves(x[mine], y[other], 10.0, -10.0), negative_only=True).item()
+        )
+    assert parts / 45 == pytest.approx(whole.item(), rel=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Autograd: which inputs want gradients, incoming gradients, no_grad, layouts
 # ----------------------------------------------------------------------------------------------------
@@ -239,13 +272,13 @@ def test_bf16_on_gpu():
 # ----------------------------------------------------------------------------------------------------
 
 
-def siglip_loops(x, y, scale, bias):
+def siglip_loops(x, y, scale, bias, negative_only=False):
     """SigLIP's loss pair by pair: −Σ log σ(z (t x_i·y_j + b)) / B with σ(v) = 1 / (1 + e^{−v})."""
     n = x.shape[0]
     total = x.new_zeros(())
     for i in range(n):
-        for j in range(n):
-            z = 1.0 if i == j else -1.0
+        for j in range(y.shape[0]):
+            z = 1.0 if i == j and not negative_only else -1.0
             total = total - torch.log(1 / (1 + torch.exp(-z * (scale * (x[i] @ y[j]) + bias))))
     return total / n
 
@@ -257,6 +290,17 @@ def test_reference_matches_loops_in_fp64(n, scale, bias):
     loss_r, grads_r = loss_and_grads(K.siglip_loss_reference, exact)
     loss_l, grads_l = loss_and_grads(siglip_loops, exact)
     assert loss_r.dtype == torch.float64
+    torch.testing.assert_close(loss_r, loss_l, rtol=1e-12, atol=1e-12)
+    for g_r, g_l in zip(grads_r, grads_l):
+        torch.testing.assert_close(g_r, g_l, rtol=1e-10, atol=1e-12)
+
+
+def test_negative_only_reference_matches_loops_in_fp64():
+    x, _ = pairs(4, 6, seed=50)
+    _, y = pairs(3, 6, seed=51)
+    exact = [v.detach().double().requires_grad_() for v in leaves(x, y, 3.0, -2.0, dtype=torch.float64)]
+    loss_r, grads_r = loss_and_grads(lambda *a: K.siglip_loss_reference(*a, negative_only=True), exact)
+    loss_l, grads_l = loss_and_grads(lambda *a: siglip_loops(*a, negative_only=True), exact)
     torch.testing.assert_close(loss_r, loss_l, rtol=1e-12, atol=1e-12)
     for g_r, g_l in zip(grads_r, grads_l):
         torch.testing.assert_close(g_r, g_l, rtol=1e-10, atol=1e-12)
@@ -291,12 +335,18 @@ def _call(x=None, y=None, scale=None, bias=None):
     return K.siglip_loss_triton(x, y, scale, bias)
 
 
+SCALARS = (torch.tensor(10.0), torch.tensor(-10.0))
 BAD_INPUTS = [
     (lambda: _call(x=torch.randn(8)), ValueError, "2-D"),
     (lambda: _call(x=torch.randn(4, 8).tolist()), TypeError, "torch.Tensor"),
     (lambda: _call(x=torch.randn(0, 8), y=torch.randn(0, 8)), ValueError, "empty"),
     (lambda: _call(y=torch.randn(5, 8)), ValueError, "equal shapes"),
-    (lambda: _call(y=torch.randn(4, 9)), ValueError, "equal shapes"),
+    (lambda: _call(y=torch.randn(4, 9)), ValueError, "same number of features"),
+    (
+        lambda: K.siglip_loss_triton(torch.randn(4, 8), torch.randn(5, 9), *SCALARS, True),
+        ValueError,
+        "features",
+    ),
     (lambda: _call(y=torch.randn(4, 8).half()), TypeError, "cast both to one dtype"),
     (
         lambda: _call(x=torch.randn(4, 8).double(), y=torch.randn(4, 8).double()),

@@ -56,6 +56,13 @@ followed by a backward (evaluation outside ``torch.no_grad``) does the dx work f
 B×D fp32 dx is held from forward to backward. Under ``torch.no_grad`` the forward computes the loss only;
 with frozen image features (LiT) the dx accumulation is skipped.
 
+Negative-only blocks
+--------------------
+The chunked distributed loss (big_vision's, open_clip's) scores each rank's B images against its own
+texts, then against every other rank's texts, where all pairs are negatives. ``negative_only=True``
+drops the diagonal (z = −1 everywhere) and allows M ≠ B texts; the sum is still divided by B, so the
+blocks of one rank add up to its share of the whole batch's loss.
+
 Numerically stable log-sigmoid
 ------------------------------
 :math:`\ell = -\log\sigma(z u) = \max(-z u, 0) + \log(1 + e^{-|u|})` (the same as
@@ -172,7 +179,8 @@ if triton_available():
         ROW_DT,  # out (B,) fp32: Σ_j q_ij s_ij          (COMPUTE_SCALARS)
         ROW_DB,  # out (B,) fp32: Σ_j q_ij               (COMPUTE_SCALARS)
         DX,  # out (B, D) fp32: t Σ_j q_ij y_j            (COMPUTE_DX)
-        n,
+        n_rows,  # image rows B
+        n_cols,  # text rows: B, or another rank's count with NEGATIVE_ONLY
         dim,
         stride_x,
         stride_y,
@@ -180,6 +188,7 @@ if triton_available():
         tile_scale,  # 2^15 for fp16, else 1: applied to q before its cast to the input dtype
         COMPUTE_DX: tl.constexpr,
         COMPUTE_SCALARS: tl.constexpr,
+        NEGATIVE_ONLY: tl.constexpr,  # z = −1 everywhere (texts of other pairs only: no diagonal)
         DOT_PRECISION: tl.constexpr,
         BLOCK_OUT: tl.constexpr,
         BLOCK_LOOP: tl.constexpr,
@@ -188,7 +197,7 @@ if triton_available():
         """Loss (and dx, dt, db terms) of BLOCK_OUT image rows against all B texts, streamed in tiles."""
         rows = tl.program_id(0) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
         feats = tl.arange(0, BLOCK_D)
-        row_ok = rows < n
+        row_ok = rows < n_rows
         feat_ok = feats < dim
         x = _load_rows(X, rows, row_ok, stride_x, feats, feat_ok)  # stays on chip for the whole loop
         t = tl.load(SCALE)
@@ -197,12 +206,12 @@ if triton_available():
         sum_q = tl.zeros([BLOCK_OUT], dtype=tl.float32)
         sum_qs = tl.zeros([BLOCK_OUT], dtype=tl.float32)
         acc = tl.zeros([BLOCK_OUT, BLOCK_D], dtype=tl.float32)  # Σ_j q_ij y_j (× tile_scale)
-        for start in range(0, n, BLOCK_LOOP):
+        for start in range(0, n_cols, BLOCK_LOOP):
             cols = start + tl.arange(0, BLOCK_LOOP)
-            col_ok = cols < n
+            col_ok = cols < n_cols
             y = _load_rows(Y, cols, col_ok, stride_y, feats, feat_ok)
             s = tl.dot(x, tl.trans(y), input_precision=DOT_PRECISION)  # [BLOCK_OUT, BLOCK_LOOP], fp32
-            positive = rows[:, None] == cols[None, :]  # z = +1 on the diagonal: only in diagonal tiles
+            positive = (rows[:, None] == cols[None, :]) & (not NEGATIVE_ONLY)  # z = +1 on the diagonal
             keep = col_ok[None, :]  # padding columns add nothing; padding rows are never stored
             u, w, q = _pair_terms(s, t, b, positive, keep)
             # ℓ = −log σ(z u) = max(−z u, 0) + log1p(e^{−|u|}), with z u = u on the diagonal, −u off it.
@@ -227,13 +236,15 @@ if triton_available():
         SCALE,
         BIAS,
         GRAD,  # 1-element fp32: dOut/dL / B (the incoming gradient and the mean's 1/B)
-        DY,  # out (B, D), the input dtype
-        n,
+        DY,  # out (M, D), the input dtype
+        n_rows,
+        n_cols,
         dim,
         stride_x,
         stride_y,
         stride_dy,
         tile_scale,
+        NEGATIVE_ONLY: tl.constexpr,
         DOT_PRECISION: tl.constexpr,
         BLOCK_OUT: tl.constexpr,
         BLOCK_LOOP: tl.constexpr,
@@ -242,19 +253,19 @@ if triton_available():
         """DY[j] = g·(t/B) Σ_i q_ij x_i: this program owns BLOCK_OUT text rows and streams the images."""
         cols = tl.program_id(0) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
         feats = tl.arange(0, BLOCK_D)
-        col_ok = cols < n
+        col_ok = cols < n_cols
         feat_ok = feats < dim
         y = _load_rows(Y, cols, col_ok, stride_y, feats, feat_ok)
         t = tl.load(SCALE)
         b = tl.load(BIAS)
         acc = tl.zeros([BLOCK_OUT, BLOCK_D], dtype=tl.float32)
-        for start in range(0, n, BLOCK_LOOP):
+        for start in range(0, n_rows, BLOCK_LOOP):
             rows = start + tl.arange(0, BLOCK_LOOP)
-            row_ok = rows < n
+            row_ok = rows < n_rows
             x = _load_rows(X, rows, row_ok, stride_x, feats, feat_ok)
             # Transposed tile: s_t[j, i] = x_i · y_j, so the sum over images runs along axis 1.
             s_t = tl.dot(y, tl.trans(x), input_precision=DOT_PRECISION)
-            positive = cols[:, None] == rows[None, :]
+            positive = (cols[:, None] == rows[None, :]) & (not NEGATIVE_ONLY)
             _, _, q_t = _pair_terms(s_t, t, b, positive, row_ok[None, :])
             acc = tl.dot((q_t * tile_scale).to(x.dtype), x, acc, input_precision=DOT_PRECISION)
         acc = acc * (t * tl.load(GRAD) / tile_scale)
@@ -367,7 +378,7 @@ def _tile_scale(dtype: torch.dtype) -> float:
     return _FP16_TILE_SCALE if dtype == torch.float16 else 1.0
 
 
-def _rows_forward(x, y, t, b, compute_dx: bool, compute_scalars: bool):
+def _rows_forward(x, y, t, b, compute_dx: bool, compute_scalars: bool, negative_only: bool):
     """(row loss, row Σq·s or None, row Σq or None, t·Σ_j q_ij y_j (fp32) or None) from the row kernel."""
     n, dim = x.shape
     fp32 = {"device": x.device, "dtype": torch.float32}
@@ -381,10 +392,11 @@ def _rows_forward(x, y, t, b, compute_dx: bool, compute_scalars: bool):
         n,
         _block_d(dim),
         x.element_size(),
-        (x, y, t, b, *outputs, n, dim, x.stride(0), y.stride(0), dim, _tile_scale(x.dtype)),
+        (x, y, t, b, *outputs, n, y.shape[0], dim, x.stride(0), y.stride(0), dim, _tile_scale(x.dtype)),
         {
             "COMPUTE_DX": compute_dx,
             "COMPUTE_SCALARS": compute_scalars,
+            "NEGATIVE_ONLY": negative_only,
             "DOT_PRECISION": _dot_precision(x.dtype),
         },
     )
@@ -396,17 +408,18 @@ def _rows_forward(x, y, t, b, compute_dx: bool, compute_scalars: bool):
     )
 
 
-def _cols_backward(x, y, t, b, grad_over_n):
+def _cols_backward(x, y, t, b, grad_over_n, negative_only: bool):
     """dy = g·(t/B) Σ_i q_ij x_i from the column kernel, in y's dtype."""
-    n, dim = y.shape
+    m, dim = y.shape
     dy = torch.empty_like(y)
+    strides = (x.stride(0), y.stride(0), dy.stride(0))
     _launch(
         _siglip_cols_kernel,
-        n,
+        m,
         _block_d(dim),
         y.element_size(),
-        (x, y, t, b, grad_over_n, dy, n, dim, x.stride(0), y.stride(0), dy.stride(0), _tile_scale(y.dtype)),
-        {"DOT_PRECISION": _dot_precision(y.dtype)},
+        (x, y, t, b, grad_over_n, dy, x.shape[0], m, dim, *strides, _tile_scale(y.dtype)),
+        {"NEGATIVE_ONLY": negative_only, "DOT_PRECISION": _dot_precision(y.dtype)},
     )
     return dy
 
@@ -415,14 +428,15 @@ class _SigLipLossTriton(torch.autograd.Function):
     """The mean SigLIP loss with the Triton kernels; differentiable in x, y, t and b."""
 
     @staticmethod
-    def forward(ctx, x, y, scale, bias, wanted: tuple[bool, bool, bool, bool]):
+    def forward(ctx, x, y, scale, bias, wanted: tuple[bool, bool, bool, bool], negative_only: bool):
         x, y = x.contiguous(), y.contiguous()
         t = scale.detach().to(torch.float32).reshape(1)
         b = bias.detach().to(torch.float32).reshape(1)
         want_dx, want_dy, want_dt, want_db = wanted
-        row_loss, row_dt, row_db, dx = _rows_forward(x, y, t, b, want_dx, want_dt or want_db)
+        row_loss, row_dt, row_db, dx = _rows_forward(x, y, t, b, want_dx, want_dt or want_db, negative_only)
         ctx.save_for_backward(x, y, t, b, dx, row_dt, row_db)
         ctx.wanted = wanted
+        ctx.negative_only = negative_only
         ctx.scalar_like = (scale.dtype, scale.shape, bias.dtype, bias.shape)
         return row_loss.sum() / x.shape[0]
 
@@ -437,12 +451,12 @@ class _SigLipLossTriton(torch.autograd.Function):
         if want_dx and ctx.needs_input_grad[0]:
             grad_x = (dx * g).to(x.dtype)
         if want_dy and ctx.needs_input_grad[1]:
-            grad_y = _cols_backward(x, y, t, b, g)
+            grad_y = _cols_backward(x, y, t, b, g, ctx.negative_only)
         if want_dt and ctx.needs_input_grad[2]:
             grad_t = (row_dt.sum() * g).to(scale_dtype).reshape(scale_shape)
         if want_db and ctx.needs_input_grad[3]:
             grad_b = (row_db.sum() * g).to(bias_dtype).reshape(bias_shape)
-        return grad_x, grad_y, grad_t, grad_b, None
+        return grad_x, grad_y, grad_t, grad_b, None, None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -462,44 +476,57 @@ def unsupported(tensors: Sequence[torch.Tensor]) -> str | None:
 
 
 def siglip_loss_triton(
-    image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor,
+    negative_only: bool = False,
 ) -> torch.Tensor:
     r"""The mean SigLIP loss :math:`-\frac1B\sum_{ij}\log\sigma(z_{ij}(t\,x_i\cdot y_j + b))` in Triton.
 
     Args:
         image_features: B×D, fp32, fp16 or bf16, on a CUDA device (or the CPU under the interpreter);
             row i is paired with ``text_features[i]``. Used as given: normalise them first if wanted.
-        text_features: B×D, same dtype and device.
+        text_features: B×D, same dtype and device (M×D with ``negative_only``).
         scale: 0-d tensor, the multiplier t itself (e.g. ``logit_scale.exp()``; SigLIP starts at 10).
         bias: 0-d tensor, b (SigLIP starts at −10).
+        negative_only: every pair is a negative (z = −1), for the blocks of the chunked distributed loss
+            that score this rank's images against another rank's M texts; still divided by B.
     Returns:
         the scalar loss, fp32; differentiable with respect to all four inputs, never storing B×B values.
     """
     require_triton(_WHAT)
-    _check_inputs(image_features, text_features, scale, bias)
+    _check_inputs(image_features, text_features, scale, bias, bool(negative_only))
     grad_on = torch.is_grad_enabled()
     inputs = (image_features, text_features, scale, bias)
     wanted = tuple(grad_on and t.requires_grad for t in inputs)
-    return _SigLipLossTriton.apply(*inputs, wanted)
+    return _SigLipLossTriton.apply(*inputs, wanted, bool(negative_only))
 
 
 def siglip_loss_reference(
-    image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor,
+    negative_only: bool = False,
 ) -> torch.Tensor:
     """The kernel's reference, in plain PyTorch: the B×B logits, ±1 labels and a log-sigmoid.
 
     As an eager training step computes it: logits in the input dtype (tensor cores for 16-bit inputs),
     then in fp32 (fp64 for fp64 inputs) scaled, shifted and passed through a stable ``F.logsigmoid``.
-    Inputs are not checked here; :func:`siglip_loss_triton` documents them.
+    With ``negative_only`` every label is −1 (B×M logits). Inputs are not checked here;
+    :func:`siglip_loss_triton` documents them.
     """
-    n = image_features.shape[0]
+    n, m = image_features.shape[0], text_features.shape[0]
     work_dtype = torch.promote_types(image_features.dtype, torch.float32)
     logits = (image_features @ text_features.T).to(work_dtype) * scale + bias
-    labels = 2.0 * torch.eye(n, device=logits.device, dtype=logits.dtype) - 1.0  # +1 matching, −1 not
+    labels = -torch.ones(n, m, device=logits.device, dtype=logits.dtype)  # −1: not a matching pair
+    if not negative_only:
+        labels.diagonal().fill_(1.0)  # +1: image i with its own text
     return -F.logsigmoid(labels * logits).sum() / n
 
 
-def _check_inputs(x, y, scale, bias) -> None:
+def _check_inputs(x, y, scale, bias, negative_only: bool = False) -> None:
     """Shapes, dtypes and devices the kernel takes; each error names the problem and the fix."""
     for name, t in (("image_features", x), ("text_features", y)):
         if not isinstance(t, torch.Tensor):
@@ -512,10 +539,15 @@ def _check_inputs(x, y, scale, bias) -> None:
             raise ValueError(
                 f"{name} is empty (shape {tuple(t.shape)}): it needs at least one row and feature"
             )
-    if x.shape != y.shape:
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"image_features {tuple(x.shape)} and text_features {tuple(y.shape)} must have the same number "
+            "of features: project both to one dimension"
+        )
+    if x.shape != y.shape and not negative_only:
         raise ValueError(
             f"image_features {tuple(x.shape)} and text_features {tuple(y.shape)} must have equal shapes: "
-            "row i of each is one image–text pair (project both to the same dimension)"
+            "row i of each is one image–text pair (unequal counts only with negative_only=True)"
         )
     if x.dtype != y.dtype:
         raise TypeError(f"image_features is {x.dtype} but text_features is {y.dtype}; cast both to one dtype")
