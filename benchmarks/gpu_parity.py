@@ -6,6 +6,21 @@ relative errors, so the kernel can be judged against what eager PyTorch achieves
 Shapes are deliberately awkward (rows and widths that are not multiples of the tiles).
 
     python benchmarks/gpu_parity.py   # needs CUDA; writes results/kernel_parity_<device>.{csv,md}
+
+The SigLIP kernel (kernels/siglip.py) is compared through its own two functions, siglip_loss_triton and
+siglip_loss_reference, with gradients for both feature sets, the scale and the bias. On a lent GPU
+machine (no network there), one command runs every check and benchmark, with the peers' wheels
+downloaded beforehand into an ignored .whl/ folder and carried (``pip download --no-deps -d .whl
+siglip-kernel==0.1.2 open-clip-torch==3.3.0``)::
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; \\
+    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1; \\
+    TRITON_INTERPRET=0 python3 -m pytest tests/test_kernels_siglip.py -q -p no:cacheprovider \\
+        > $OUT/pytest_siglip_gpu.txt 2>&1; tail -3 $OUT/pytest_siglip_gpu.txt; \\
+    python3 benchmarks/gpu_parity.py 2>&1 | tee $OUT/gpu_parity_log.txt; \\
+    python3 benchmarks/bench_siglip.py --out-dir $OUT --tile-sweep 16384 --time-budget-s 240 \\
+        2>&1 | tee $OUT/bench_siglip_log.txt; \\
+    cp benchmarks/results/kernel_parity_* $OUT/
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from sslcookbook import losses  # noqa: E402
+from sslcookbook.kernels import siglip  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -88,6 +104,37 @@ def main() -> None:
             lambda x, te, c: losses.dino_loss(x, te, c, 0.1, 0.04, backend="torch"),
             [student],
             fixed=(teacher, center),
+        )
+    # SigLIP: B = 1, a partial tile, t = 100 / 0.1 extremes, D = 500 (padded to 512), and a large B. The
+    # scale and bias are inputs too (their gradients are compared); the kernel reads them as fp32.
+    for n, d, scale, bias in [
+        (1, 16, 10.0, -10.0),
+        (7, 48, 100.0, -10.0),
+        (130, 64, 0.1, 5.0),
+        (2049, 500, 10.0, -10.0),
+        (4097, 256, 10.0, -10.0),
+        (16385, 256, 10.0, -10.0),
+    ]:
+        x = torch.nn.functional.normalize(torch.randn(n, d, device=dev), dim=1)
+        y = torch.nn.functional.normalize(x + torch.randn(n, d, device=dev), dim=1)
+        t, b = torch.tensor(scale, device=dev), torch.tensor(bias, device=dev)
+        rows += compare(
+            "siglip_loss",
+            f"B={n} D={d} t={scale} b={bias}",
+            lambda a, c, s, o: siglip.siglip_loss_triton(a, c, s.float(), o.float()),
+            lambda a, c, s, o: siglip.siglip_loss_reference(a, c, s, o),
+            [x, y, t, b],
+        )
+    for n, m, d in [(7, 130, 48), (1000, 4103, 256)]:  # the chunked loss's other-rank blocks
+        x = torch.nn.functional.normalize(torch.randn(n, d, device=dev), dim=1)
+        y = torch.nn.functional.normalize(torch.randn(m, d, device=dev), dim=1)
+        t, b = torch.tensor(10.0, device=dev), torch.tensor(-10.0, device=dev)
+        rows += compare(
+            "siglip_loss negative_only",
+            f"B={n} M={m} D={d} t=10 b=-10",
+            lambda a, c, s, o: siglip.siglip_loss_triton(a, c, s.float(), o.float(), negative_only=True),
+            lambda a, c, s, o: siglip.siglip_loss_reference(a, c, s, o, negative_only=True),
+            [x, y, t, b],
         )
     device = torch.cuda.get_device_name()
     stamp = {

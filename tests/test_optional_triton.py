@@ -111,6 +111,14 @@ history = fit(method, train, recipe.views(train.image_shape, "smoke"), recipe.se
               epochs=1, batch_size=32, progress=False)
 assert len(history.steps) == 2 and all(torch.isfinite(torch.tensor(s["loss"])) for s in history.steps)
 assert "triton" not in sys.modules
+
+# The SigLIP kernel module imports too; its reference runs and the kernel says why it cannot.
+from sslcookbook.kernels import siglip as siglip_kernel
+assert not siglip_kernel.AVAILABLE and not siglip_kernel.INTERPRETED
+scale, bias = torch.tensor(10.0, requires_grad=True), torch.tensor(-10.0)
+siglip_kernel.siglip_loss_reference(z1, z2, scale, bias).backward()
+with pytest.raises(RuntimeError, match=r"kernels.siglip\) cannot run: the triton package"):
+    siglip_kernel.siglip_loss_triton(z1, z2, scale, bias)
 print("ok without triton", sslcookbook.__file__)
 '''
 
