@@ -162,7 +162,7 @@ def test_plot_prototype_usage_ranks_the_shares_and_names_the_used_prototypes():
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0].startswith("spread: 4/4 used, entropy 1.39")
-    assert labels[1].startswith("collapsed: 1/4 used")
+    assert labels[1].startswith("collapsed: 1/4 used, entropy 0.00")
     assert list(ax.lines[1].get_ydata()) == [1.0, 0.0, 0.0, 0.0]  # ranked shares
     plt.close(fig)
     with pytest.raises(ValueError, match="outside \\[0, 4\\)"):

@@ -530,7 +530,7 @@ def plot_prototype_usage(assignments: dict, num_prototypes: int, ax=None, title:
             )
         share = torch.bincount(assigned.cpu(), minlength=num_prototypes).double() / assigned.numel()
         used = share[share > 0]
-        entropy = float(-(used * used.log()).sum())
+        entropy = float(-(used * used.log()).sum()) + 0.0  # + 0.0: one prototype prints 0.00, not -0.00
         ax.step(
             ranks,
             share.sort(descending=True).values.numpy(),
