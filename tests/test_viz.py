@@ -153,3 +153,19 @@ def test_plot_two_view_pipeline_draws_the_image_its_two_views_and_the_stages():
 
 def _titles_and_texts(fig) -> list[str]:
     return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_plot_prototype_usage_ranks_the_shares_and_names_the_used_prototypes():
+    spread = torch.arange(12) % 4  # every prototype gets 3 of the 12 images
+    collapsed = torch.zeros(12, dtype=torch.long)
+    fig = viz.plot_prototype_usage({"spread": spread, "collapsed": collapsed}, 4)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("spread: 4/4 used, entropy 1.39")
+    assert labels[1].startswith("collapsed: 1/4 used, entropy 0.00")
+    assert list(ax.lines[1].get_ydata()) == [1.0, 0.0, 0.0, 0.0]  # ranked shares
+    plt.close(fig)
+    with pytest.raises(ValueError, match="outside \\[0, 4\\)"):
+        viz.plot_prototype_usage({"bad": torch.tensor([0, 4])}, 4)
+    with pytest.raises(ValueError, match="integer tensor"):
+        viz.plot_prototype_usage({"bad": torch.rand(3)}, 4)

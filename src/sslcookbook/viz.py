@@ -23,6 +23,7 @@ __all__ = [
     "plot_two_view_pipeline",
     "show_views",
     "slider_explorer",
+    "plot_prototype_usage",
 ]
 
 
@@ -498,4 +499,52 @@ def plot_two_view_pipeline(
     ax.text(
         8.4, -0.2, "z = g(h): only the loss sees it; discarded", ha="center", fontsize=8.5, color="#b45f06"
     )
+    return fig or ax.figure
+
+
+def plot_prototype_usage(assignments: dict, num_prototypes: int, ax=None, title: str | None = None):
+    """How the images share K prototypes: one line per entry of ``assignments`` (name → (N,) integer
+    prototype indices, e.g. the argmax of each image's scores), the share of the images each prototype
+    receives, prototypes ranked by it.
+
+    Equipartition draws a flat line at 1/K (dotted); a collapse one prototype at 1 and the rest at 0. The
+    legend gives the prototypes used (at least one image) and the entropy of the shares, log K at best.
+    """
+    if isinstance(num_prototypes, bool) or not isinstance(num_prototypes, int) or num_prototypes < 1:
+        raise ValueError(f"num_prototypes must be an int >= 1, got {num_prototypes!r}")
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+    ranks = np.arange(1, num_prototypes + 1)
+    for name, assigned in assignments.items():
+        assigned = torch.as_tensor(assigned)
+        if assigned.ndim != 1 or assigned.is_floating_point() or assigned.numel() == 0:
+            raise ValueError(
+                f"assignments[{name!r}] must be a non-empty 1-D integer tensor of prototype indices, "
+                f"got {tuple(assigned.shape)} {assigned.dtype}"
+            )
+        if assigned.min() < 0 or assigned.max() >= num_prototypes:
+            raise ValueError(
+                f"assignments[{name!r}] holds indices outside [0, {num_prototypes}): "
+                "is num_prototypes the method's K?"
+            )
+        share = torch.bincount(assigned.cpu(), minlength=num_prototypes).double() / assigned.numel()
+        used = share[share > 0]
+        entropy = float(-(used * used.log()).sum()) + 0.0  # + 0.0: one prototype prints 0.00, not -0.00
+        ax.step(
+            ranks,
+            share.sort(descending=True).values.numpy(),
+            where="mid",
+            label=f"{name}: {len(used)}/{num_prototypes} used, entropy {entropy:.2f}",
+        )
+    ax.axhline(
+        1 / num_prototypes,
+        color="gray",
+        ls=":",
+        label=f"equipartition 1/K (entropy log K = {np.log(num_prototypes):.2f})",
+    )
+    ax.set_xlabel("prototype (ranked by use)")
+    ax.set_ylabel("share of the images")
+    ax.set_title(title or "prototype usage")
+    ax.legend(fontsize=7)
     return fig or ax.figure
