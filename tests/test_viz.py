@@ -153,3 +153,15 @@ def test_plot_two_view_pipeline_draws_the_image_its_two_views_and_the_stages():
 
 def _titles_and_texts(fig) -> list[str]:
     return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_plot_matrices_draws_one_heat_map_per_matrix_on_one_scale():
+    fig = viz.plot_matrices({"identity": torch.eye(4), "random": torch.randn(4, 4)}, vmax=2.0, title="C")
+    heat_maps = [ax for ax in fig.axes if ax.images and ax.get_title()]
+    assert [ax.get_title() for ax in heat_maps] == ["identity", "random"]
+    assert heat_maps[0].images[0].get_clim() == (-2.0, 2.0)
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="2-D tensor"):
+        viz.plot_matrices({"vector": torch.ones(3)})
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_matrices({})
