@@ -169,3 +169,15 @@ def test_plot_prototype_usage_ranks_the_shares_and_names_the_used_prototypes():
         viz.plot_prototype_usage({"bad": torch.tensor([0, 4])}, 4)
     with pytest.raises(ValueError, match="integer tensor"):
         viz.plot_prototype_usage({"bad": torch.rand(3)}, 4)
+
+
+def test_plot_matrices_draws_one_heat_map_per_matrix_on_one_scale():
+    fig = viz.plot_matrices({"identity": torch.eye(4), "random": torch.randn(4, 4)}, vmax=2.0, title="C")
+    heat_maps = [ax for ax in fig.axes if ax.images and ax.get_title()]
+    assert [ax.get_title() for ax in heat_maps] == ["identity", "random"]
+    assert heat_maps[0].images[0].get_clim() == (-2.0, 2.0)
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="2-D tensor"):
+        viz.plot_matrices({"vector": torch.ones(3)})
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_matrices({})

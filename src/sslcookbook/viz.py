@@ -24,6 +24,7 @@ __all__ = [
     "show_views",
     "slider_explorer",
     "plot_prototype_usage",
+    "plot_matrices",
 ]
 
 
@@ -548,3 +549,28 @@ def plot_prototype_usage(assignments: dict, num_prototypes: int, ax=None, title:
     ax.set_title(title or "prototype usage")
     ax.legend(fontsize=7)
     return fig or ax.figure
+
+
+def plot_matrices(matrices_by_name: dict, vmax: float = 1.0, cmap: str = "RdBu_r", title: str | None = None):
+    """Square matrices side by side as heat maps on one colour scale [−vmax, vmax], one panel each.
+
+    ``matrices_by_name`` maps a panel title to a D×D tensor, e.g. a cross-correlation matrix C before
+    and after Barlow Twins' training (→ the identity), or a covariance before and after whitening.
+    """
+    if not matrices_by_name:
+        raise ValueError("matrices_by_name is empty: pass {title: D×D tensor} for at least one matrix")
+    for name, matrix in matrices_by_name.items():
+        if not isinstance(matrix, torch.Tensor) or matrix.ndim != 2:
+            shape = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
+            raise ValueError(f"matrix {name!r} must be a 2-D tensor, got {shape}")
+    count = len(matrices_by_name)
+    fig, axes = plt.subplots(1, count, figsize=(3.2 * count, 3.2), squeeze=False)
+    for ax, (name, matrix) in zip(axes[0], matrices_by_name.items()):
+        image = ax.imshow(matrix.detach().cpu().float().numpy(), cmap=cmap, vmin=-vmax, vmax=vmax)
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
