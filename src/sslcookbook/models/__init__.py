@@ -3,6 +3,7 @@
 from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar
 from .export import export_backbone, load_backbone
 from .heads import mlp
+from .text import TextEncoder
 
 __all__ = [
     "BACKBONES",
@@ -12,4 +13,5 @@ __all__ = [
     "load_backbone",
     "mlp",
     "resnet18_cifar",
+    "TextEncoder",
 ]
