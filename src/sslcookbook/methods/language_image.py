@@ -188,4 +188,5 @@ class SigLIP(LanguageImageMethod):
     def loss(self, image_embeddings, text_embeddings):
         scale = self.scale
         loss = siglip_loss(image_embeddings, text_embeddings, scale, self.bias, backend=self.backend)
-        return loss, {"scale": scale.detach(), "bias": self.bias.detach()}
+        # a copy: the step rows are read later, after the optimiser has moved the parameter in place
+        return loss, {"scale": scale.detach(), "bias": self.bias.detach().clone()}
