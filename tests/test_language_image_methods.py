@@ -132,6 +132,9 @@ def test_zero_shot_and_retrieval_are_perfect_for_a_model_that_reads_the_caption_
     recall = retrieval_recall(oracle, pairs, ks=(1, 5))
     assert set(recall) == {"image_to_text@1", "text_to_image@1", "image_to_text@5", "text_to_image@5"}
     assert recall["text_to_image@5"] >= recall["text_to_image@1"] and 0 < recall["image_to_text@1"] < 1
+    assert zero_shot_accuracy(oracle, pairs, pairs.held_out, ensemble="max") == 1.0
+    with pytest.raises(ValueError, match="ensemble must be one of"):
+        zero_shot_accuracy(oracle, pairs, ensemble="median")
     with pytest.raises(ValueError, match="mask keeps no image"):
         zero_shot_accuracy(oracle, pairs, torch.zeros(64, dtype=torch.bool))
     with pytest.raises(TypeError, match="language–image model"):

@@ -62,24 +62,50 @@ def text_embeddings(model: nn.Module, tokens: Tensor, batch_size: int = 512) -> 
         model.train(was)
 
 
+ENSEMBLES = ("mean", "max")
+
+
 @torch.no_grad()
 def zero_shot_classifier(model: nn.Module, prompts: list[list[str]], tokenizer, length: int) -> Tensor:
     """One unit vector per class: the normalised mean of its prompts' text embeddings (CLIP's prompt
     ensembling, Radford et al. 2021 §3.1.4). ``prompts[c]`` are class c's texts. Returns C×E."""
-    if not prompts or not all(prompts):
-        raise ValueError("prompts must hold at least one text per class, e.g. [['a circle'], ['a square']]")
-    texts = [text for per_class in prompts for text in per_class]
-    embedded = text_embeddings(model, tokenizer.encode(texts, length))
-    sizes = [len(per_class) for per_class in prompts]
+    embedded, sizes = _prompt_embeddings(model, prompts, tokenizer, length)
     return F.normalize(torch.stack([part.mean(0) for part in embedded.split(sizes)]), dim=1)
 
 
+def _prompt_embeddings(model, prompts, tokenizer, length) -> tuple[Tensor, list[int]]:
+    if not prompts or not all(prompts):
+        raise ValueError("prompts must hold at least one text per class, e.g. [['a circle'], ['a square']]")
+    texts = [text for per_class in prompts for text in per_class]
+    return text_embeddings(model, tokenizer.encode(texts, length)), [len(per_class) for per_class in prompts]
+
+
 @torch.no_grad()
-def zero_shot_accuracy(model: nn.Module, dataset, mask: Tensor | None = None, batch_size: int = 512) -> float:
-    """Top-1 accuracy of classifying ``dataset``'s images (a ``PairedDataset``) by the nearest class prompt
-    embedding (:func:`zero_shot_classifier` of ``dataset.prompts``), no label used; ``mask`` keeps some
-    images (e.g. ``dataset.held_out``, the attribute combinations training never showed)."""
-    classifier = zero_shot_classifier(model, dataset.prompts, dataset.tokenizer, dataset.tokens.shape[1])
+def zero_shot_scores(
+    model: nn.Module, images: Tensor, prompts, tokenizer, length: int, ensemble: str = "mean"
+):
+    """N×C class scores of ``images`` from the class prompts, no label used.
+
+    ``ensemble="mean"``: cosine to each class's mean prompt embedding (:func:`zero_shot_classifier`);
+    ``"max"``: each class's best-matching prompt, i.e. the class of the caption that fits the image best
+    (better when the prompts are full captions that also name nuisances, as ``shape_pairs``' do).
+    """
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+    x = image_embeddings(model, images)
+    if ensemble == "mean":
+        return x @ zero_shot_classifier(model, prompts, tokenizer, length).T
+    embedded, sizes = _prompt_embeddings(model, prompts, tokenizer, length)
+    return torch.stack([part.max(1).values for part in (x @ embedded.T).split(sizes, dim=1)], dim=1)
+
+
+@torch.no_grad()
+def zero_shot_accuracy(
+    model: nn.Module, dataset, mask: Tensor | None = None, ensemble: str = "mean", batch_size: int = 512
+) -> float:
+    """Top-1 accuracy of classifying ``dataset``'s images (a ``PairedDataset``) from its class prompts
+    (:func:`zero_shot_scores` of ``dataset.prompts``), no label used; ``mask`` keeps some images (e.g.
+    ``dataset.held_out``, the attribute combinations training never showed)."""
     images, labels = dataset.images, dataset.labels
     if mask is not None:
         if mask.dtype != torch.bool or mask.shape != labels.shape:
@@ -87,8 +113,10 @@ def zero_shot_accuracy(model: nn.Module, dataset, mask: Tensor | None = None, ba
         if not mask.any():
             raise ValueError("mask keeps no image: nothing to classify")
         images, labels = images[mask.to(images.device)], labels[mask.to(labels.device)]
-    predicted = (image_embeddings(model, images, batch_size) @ classifier.T).argmax(1)
-    return float((predicted == labels.cpu()).float().mean())
+    scores = zero_shot_scores(
+        model, images, dataset.prompts, dataset.tokenizer, dataset.tokens.shape[1], ensemble
+    )
+    return float((scores.argmax(1) == labels.cpu()).float().mean())
 
 
 @torch.no_grad()
