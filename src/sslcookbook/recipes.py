@@ -971,7 +971,7 @@ LANGUAGE_IMAGE_VIEWS = {"num_views": 1}
 LANGUAGE_IMAGE_TRAIN = TrainConfig(
     epochs=10, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=0.05, warmup_epochs=1, seed=0
 )
-LANGUAGE_IMAGE_SMOKE_TRAIN = dataclasses.replace(LANGUAGE_IMAGE_TRAIN, epochs=3)
+LANGUAGE_IMAGE_SMOKE_TRAIN = dataclasses.replace(LANGUAGE_IMAGE_TRAIN, epochs=3, batch_size=64)  # 45 steps
 LANGUAGE_IMAGE_GPU_TRAIN = dataclasses.replace(
     LANGUAGE_IMAGE_TRAIN, epochs=40, batch_size=256, warmup_epochs=2
 )
@@ -1003,7 +1003,9 @@ def on_shape_pairs(
 def language_image_settings(extra: dict) -> dict[str, Setting]:
     """The four profiles of a language–image recipe, ``extra`` being its own method arguments."""
     return {
-        "smoke": on_shape_pairs(LANGUAGE_IMAGE_SMOKE_TRAIN, {**SMALL_TEXT, **extra}, train_subset=1000),
+        "smoke": on_shape_pairs(
+            LANGUAGE_IMAGE_SMOKE_TRAIN, {**SMALL_TEXT, **extra}, train_subset=1000, test_subset=500
+        ),
         "cpu": on_shape_pairs(LANGUAGE_IMAGE_TRAIN, {**SMALL_TEXT, **extra}),
         "gpu": on_shape_pairs(LANGUAGE_IMAGE_GPU_TRAIN, {**WIDE_TEXT, **extra}, width=64),
         "full": on_shape_pairs(LANGUAGE_IMAGE_FULL_TRAIN, {**WIDE_TEXT, **extra}, "resnet18_cifar", None),
