@@ -70,8 +70,8 @@ def test_recipe_setting_is_unchanged_field_by_field(key):
         assert record["train"][field] == TRAIN_DEFAULTS[field], f"{key}: new train.{field} is not its default"
 
 
-# The pretext tasks make their own transformation of one view (methods/pretext.py).
-ONE_VIEW_RECIPES = {"rotation", "jigsaw", "relative_position", "instance_discrimination"}
+# The pretext tasks make their own transformation of one view (methods/pretext.py); CLIP and SigLIP read one.
+ONE_VIEW_RECIPES = {"rotation", "jigsaw", "relative_position", "instance_discrimination", "clip", "siglip"}
 
 
 @pytest.mark.parametrize("key", sorted(GOLDEN_RECORDS))

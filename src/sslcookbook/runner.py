@@ -183,12 +183,27 @@ def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 def _evaluate(method, train_ds, test_ds, device) -> dict:
     scores = compare_baselines(method.backbone, train_ds, test_ds, device=device)
-    return {
+    results = {
         "probe": {k: v["probe"] for k, v in scores.items()},
         "knn": {k: v["knn"] for k, v in scores.items()},
         "rankme": {k: v["rankme"] for k, v in scores.items()},
         "feature_std": {k: v["feature_std"] for k, v in scores.items()},
     }
+    if getattr(method, "uses_text", False) and getattr(test_ds, "tokens", None) is not None:
+        results.update(_language_image_scores(method, test_ds))
+    return results
+
+
+def _language_image_scores(method, test_ds) -> dict:
+    """Zero-shot top-1 from the class prompts, each image given the class of its best-matching prompt
+    (all test images, and those whose attribute combination training never showed, when there are
+    any), and image↔text recall@1/5 on the test pairs."""
+    from .evaluate import retrieval_recall, zero_shot_accuracy
+
+    zero_shot = {"all": zero_shot_accuracy(method, test_ds, ensemble="max")}
+    if test_ds.held_out.any():
+        zero_shot["held_out"] = zero_shot_accuracy(method, test_ds, test_ds.held_out, ensemble="max")
+    return {"zero_shot": zero_shot, "retrieval": retrieval_recall(method, test_ds)}
 
 
 def _figures(method, history, train_ds, test_ds, results, out: Path, device) -> list[str]:

@@ -3,8 +3,9 @@
 One loop for every method: batches of uint8 images move to the device once, views are made there in
 batches, ``method.training_step`` returns the loss, the optimiser steps on a warm-up + cosine
 schedule, ``method.after_step`` updates momentum encoders; ``method.before_epoch`` sees each epoch's
-start (DeepCluster v2 clusters there), and a method with ``uses_indices`` gets each batch's rows in the
-data set. The step rows stay on the device and reach the host every ``log_every`` steps, so nothing
+start (DeepCluster v2 clusters there), a method with ``uses_indices`` gets each batch's rows in the
+data set, and one with ``uses_text`` (CLIP, SigLIP) the caption token ids of a paired data set's rows.
+The step rows stay on the device and reach the host every ``log_every`` steps, so nothing
 waits for the GPU in between; with ``knn_every`` the kNN monitor (``monitor.py``) scores the features
 on held-out images every few epochs. Checkpoints are written atomically after every epoch (and on
 Ctrl-C) and resume exactly: the batch order of epoch e comes from a generator seeded with (seed, e)
@@ -158,6 +159,7 @@ def fit(
     monitor = KNNMonitor.of(dataset, monitor_data, config) if config.knn_every else None
     method.to(device)
     indexed = getattr(method, "uses_indices", False)  # one memory slot per image: the bank's size first
+    tokens = _device_tokens(dataset, method, device) if getattr(method, "uses_text", False) else None
     if indexed:
         method.set_num_instances(images.shape[0])
     step_module = _data_parallel(method, device, config.sync_bn) if world > 1 else _Step(method)
@@ -191,7 +193,8 @@ def fit(
                 batch_views = views(images[idx], generator=view_generator)
                 # loss (DDP averages the gradients over ranks in backward)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out = step_module(batch_views, labels[idx], idx if indexed else None)
+                    captions = None if tokens is None else tokens[idx]
+                    out = step_module(batch_views, labels[idx], idx if indexed else None, captions)
                 # step
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
@@ -414,10 +417,11 @@ class _Step(torch.nn.Module):
         super().__init__()
         self.method = method
 
-    def forward(self, views, labels, indices=None):
-        if indices is None:
-            return self.method.training_step(views, labels)
-        return self.method.training_step(views, labels, indices=indices)
+    def forward(self, views, labels, indices=None, tokens=None):
+        extra = {} if indices is None else {"indices": indices}
+        if tokens is not None:  # the captions of the batch's images (``uses_text``)
+            extra["tokens"] = tokens
+        return self.method.training_step(views, labels, **extra)
 
 
 def _data_parallel(method: torch.nn.Module, device: torch.device, sync_bn: bool) -> torch.nn.Module:
@@ -460,3 +464,19 @@ def _device_tensors(dataset, device: torch.device) -> tuple[torch.Tensor, torch.
             f"got {tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}"
         )
     return images.to(device), labels.to(device)
+
+
+def _device_tokens(dataset, method, device: torch.device) -> torch.Tensor:
+    """The caption token ids (int64 N×L) of a paired data set on ``device``, for a ``uses_text`` method."""
+    tokens, images = getattr(dataset, "tokens", None), dataset.images
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(
+            f"{type(method).__name__} learns from captions, but the data set has no .tokens: train it on a "
+            "paired data set (data.load('shape_pairs'), 'digit_pairs' or 'pairs:<path>'; a PairedDataset)"
+        )
+    if tokens.dim() != 2 or tokens.shape[0] != images.shape[0] or tokens.is_floating_point():
+        raise ValueError(
+            f"dataset.tokens must be integer token ids N×L with one row per image ({images.shape[0]}), "
+            f"got {tokens.dtype} of shape {tuple(tokens.shape)}"
+        )
+    return tokens.to(device)

@@ -5,8 +5,10 @@
 """
 
 from .dataset import ImageDataset
+from .paired import PairedDataset, make_shape_pairs
 from .registry import available, default_root, load
 from .shapes import SHAPE_CLASSES, make_shapes
+from .text import WordTokenizer
 
 __all__ = [
     "ImageDataset",
@@ -15,4 +17,7 @@ __all__ = [
     "default_root",
     "load",
     "make_shapes",
+    "PairedDataset",
+    "WordTokenizer",
+    "make_shape_pairs",
 ]

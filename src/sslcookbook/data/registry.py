@@ -12,11 +12,13 @@ SPLITS = ("train", "test")
 _BUILTIN = ("digits", "shapes", "shapes_colour_shortcut")
 _TORCHVISION = ("cifar10", "cifar100", "stl10", "mnist", "fashion_mnist")
 FOLDER_PREFIX = "folder:"
+_PAIRED = ("shape_pairs", "digit_pairs")  # image-caption pairs (data/paired.py), generated offline
+PAIRS_PREFIX = "pairs:"
 
 
 def available() -> list[str]:
     """Names ``load`` accepts: built-in sets (no download), torchvision sets, and ``folder:<path>``."""
-    return [*_BUILTIN, *_TORCHVISION, f"{FOLDER_PREFIX}<path>"]
+    return [*_BUILTIN, *_TORCHVISION, f"{FOLDER_PREFIX}<path>", *_PAIRED, f"{PAIRS_PREFIX}<path>"]
 
 
 def default_root() -> Path:
@@ -52,6 +54,18 @@ def _builtin(name: str, split: str) -> ImageDataset:
     return dataset
 
 
+@functools.cache
+def _paired(name: str, split: str) -> ImageDataset:
+    from . import paired
+
+    if name == "digit_pairs":
+        return paired.digit_pairs(_builtin("digits", split), seed=0 if split == "train" else 1)
+    n = paired.SHAPE_PAIRS_TRAIN_SIZE if split == "train" else paired.SHAPE_PAIRS_TEST_SIZE
+    dataset = paired.make_shape_pairs(n, split, seed=0 if split == "train" else 1)
+    dataset.name = f"{name}/{split}"
+    return dataset
+
+
 def load(
     name: str, split: str = "train", root: str | os.PathLike | None = None, download: bool = False
 ) -> ImageDataset:
@@ -65,6 +79,10 @@ def load(
     - ``cifar10``, ``cifar100``, ``stl10``, ``mnist``, ``fashion_mnist``: torchvision's files under
       ``root``; ``download=True`` fetches them when missing.
     - ``folder:<path>``: an ImageFolder tree; its decoded tensors are cached under ``root/folder-cache``.
+    - ``shape_pairs``, ``digit_pairs``, ``pairs:<path>``: image–caption pairs (a ``PairedDataset``, see
+      ``data/paired.py``): generated shapes captioned with their attributes (3×24×24, 4,000 train / 1,000
+      test, held-out colour–shape combinations), the digits with templated captions, or a folder of
+      images with a captions.csv / captions.jsonl.
 
     ``root`` defaults to ``default_root()``. Built-in sets are cached in memory and shared between
     calls: treat the returned tensors as read-only.
@@ -81,7 +99,16 @@ def load(
         from .folder import load_folder
 
         return load_folder(path, split, data_root)
+    if name.startswith(PAIRS_PREFIX):
+        path = name[len(PAIRS_PREFIX) :]
+        if not path:
+            raise ValueError("pairs: needs a path, e.g. load('pairs:~/photos') with ~/photos/captions.csv")
+        from .paired import load_pairs
+
+        return load_pairs(path, split)
     key = name.lower()
+    if key in _PAIRED:
+        return _paired(key, split)
     if key in _BUILTIN:
         return _builtin(key, split)
     if key in _TORCHVISION:

@@ -27,6 +27,7 @@ input checks and the lookup of the modules behind an encoder function.
 from .baselines import RANDOM_INIT_SEED, random_encoder_like, raw_pixel_features
 from .embedding import embed
 from .knn import knn_accuracy, knn_predict
+from .language_image import retrieval_recall, zero_shot_accuracy, zero_shot_classifier, zero_shot_scores
 from .probe import (
     DEFAULT_PROBE_MAX_ITER,
     DEFAULT_PROBE_WEIGHT_DECAY,
@@ -63,4 +64,8 @@ __all__ = [
     "RANDOM_INIT_SEED",
     "PROBE_GRAD_TOLERANCE",
     "DEFAULT_SUPERVISED_STEPS",
+    "zero_shot_classifier",
+    "zero_shot_accuracy",
+    "retrieval_recall",
+    "zero_shot_scores",
 ]

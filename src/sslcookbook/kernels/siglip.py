@@ -22,8 +22,9 @@ depend on its own logit :math:`u_{ij} = t\,s_{ij} + b` (:math:`s_{ij} = x_i\cdot
 
 Why a kernel: the memory model
 ------------------------------
-Written in PyTorch (:func:`siglip_loss_reference`, below) the loss materialises the B×B logits, the
-labels, the log-sigmoid and, in the backward, the B×B gradient: each matrix is B²·4 bytes in fp32, 16 GiB
+Written in PyTorch (:func:`~sslcookbook.losses.language_image.siglip_loss_reference`) the loss
+materialises the B×B logits, the labels, the log-sigmoid and, in the backward, the B×B gradient: each
+matrix is B²·4 bytes in fp32, 16 GiB
 at B = 65,536, and autograd keeps several. The kernels below keep only tiles of BLOCK_OUT × BLOCK_LOOP
 logits on chip and write O(B·D) numbers: memory grows like B, not B², so the batch can grow to where
 SigLIP's gains saturate (about 32k, the paper finds) on one device.
@@ -106,9 +107,9 @@ import dataclasses
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from ..losses.language_image import siglip_loss_reference  # the kernel's reference, in losses/
 from . import KERNEL_DTYPES, require_triton, triton_available
 
 __all__ = ["AVAILABLE", "INTERPRETED", "siglip_loss_reference", "siglip_loss_triton", "unsupported"]
@@ -501,29 +502,6 @@ def siglip_loss_triton(
     inputs = (image_features, text_features, scale, bias)
     wanted = tuple(grad_on and t.requires_grad for t in inputs)
     return _SigLipLossTriton.apply(*inputs, wanted, bool(negative_only))
-
-
-def siglip_loss_reference(
-    image_features: torch.Tensor,
-    text_features: torch.Tensor,
-    scale: torch.Tensor,
-    bias: torch.Tensor,
-    negative_only: bool = False,
-) -> torch.Tensor:
-    """The kernel's reference, in plain PyTorch: the B×B logits, ±1 labels and a log-sigmoid.
-
-    As an eager training step computes it: logits in the input dtype (tensor cores for 16-bit inputs),
-    then in fp32 (fp64 for fp64 inputs) scaled, shifted and passed through a stable ``F.logsigmoid``.
-    With ``negative_only`` every label is −1 (B×M logits). Inputs are not checked here;
-    :func:`siglip_loss_triton` documents them.
-    """
-    n, m = image_features.shape[0], text_features.shape[0]
-    work_dtype = torch.promote_types(image_features.dtype, torch.float32)
-    logits = (image_features @ text_features.T).to(work_dtype) * scale + bias
-    labels = -torch.ones(n, m, device=logits.device, dtype=logits.dtype)  # −1: not a matching pair
-    if not negative_only:
-        labels.diagonal().fill_(1.0)  # +1: image i with its own text
-    return -F.logsigmoid(labels * logits).sum() / n
 
 
 def _check_inputs(x, y, scale, bias, negative_only: bool = False) -> None:

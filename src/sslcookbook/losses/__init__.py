@@ -8,6 +8,7 @@ from .clustering import deepcluster_v2_loss, sinkhorn, spherical_kmeans, swav_lo
 from .contrastive import dcl, info_nce, nearest_neighbour, nnclr_loss, nt_xent, supcon
 from .dino import dino_loss, update_center
 from .distillation import negative_cosine
+from .language_image import clip_loss, siglip_loss
 from .momentum import MemoryQueue, moco_loss, moco_v3_loss
 from .pretext import (
     MemoryBank,
@@ -48,4 +49,6 @@ __all__ = [
     "vicreg_terms",
     "whiten",
     "wmse_loss",
+    "clip_loss",
+    "siglip_loss",
 ]

@@ -36,6 +36,11 @@ class SSLMethod(nn.Module):
     #: ``training_step(views, labels, indices=...)``; under DDP each rank gets the indices of its own rows.
     uses_indices: bool = False
 
+    #: Methods that learn from captions (CLIP, SigLIP) set this: ``fit`` then needs a data set with
+    #: ``tokens`` (a ``PairedDataset``: int64 N×L token ids, one caption per image), moves them to the
+    #: device and passes each batch's rows, ``training_step(views, labels, tokens=...)``.
+    uses_text: bool = False
+
     def set_num_instances(self, num_instances: int) -> None:
         """Size the per-image memory for a training set of ``num_instances`` images (``uses_indices``).
         Default: nothing (a method may size it in ``before_epoch`` instead)."""

@@ -3,6 +3,7 @@
 from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar, takes_image_size
 from .export import export_backbone, load_backbone
 from .heads import mlp
+from .text import TextEncoder
 from .vit import VisionTransformer, select_tokens, vit_small, vit_tiny
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "select_tokens",
     "vit_small",
     "vit_tiny",
+    "TextEncoder",
 ]
