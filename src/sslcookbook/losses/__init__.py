@@ -8,6 +8,19 @@ from .clustering import deepcluster_v2_loss, sinkhorn, spherical_kmeans, swav_lo
 from .contrastive import dcl, info_nce, nearest_neighbour, nnclr_loss, nt_xent, supcon
 from .dino import dino_loss, update_center
 from .distillation import negative_cosine
+from .masked import (
+    Masking,
+    block_masking,
+    default_mask_patch,
+    mae_loss,
+    mask_to_pixels,
+    normalise_patches,
+    patchify,
+    random_masking,
+    simmim_loss,
+    unnormalise_patches,
+    unpatchify,
+)
 from .momentum import MemoryQueue, moco_loss, moco_v3_loss
 from .pretext import (
     MemoryBank,
@@ -48,4 +61,15 @@ __all__ = [
     "vicreg_terms",
     "whiten",
     "wmse_loss",
+    "Masking",
+    "block_masking",
+    "default_mask_patch",
+    "mae_loss",
+    "mask_to_pixels",
+    "normalise_patches",
+    "patchify",
+    "random_masking",
+    "simmim_loss",
+    "unnormalise_patches",
+    "unpatchify",
 ]
