@@ -53,7 +53,8 @@ def test_patchify_matches_the_entrywise_definition_and_unpatchify_inverts_it(sha
         for r in range(p):
             for col in range(p):
                 for k in range(c):
-                    assert patches[1 % b, n, (r * p + col) * c + k] == images[1 % b, k, i * p + r, j * p + col]
+                    value = images[b - 1, k, i * p + r, j * p + col]
+                    assert patches[b - 1, n, (r * p + col) * c + k] == value
     assert torch.equal(unpatchify(patches, p, (h // p, w // p)), images)
     assert torch.equal(patchify(unpatchify(patches, p, (h // p, w // p)), p), patches)
 
@@ -178,7 +179,8 @@ def encode_with_hidden_keys_cut(vit, tokens, mask):
     for block in vit.blocks:
         attn = block.attention
         b, n, d = x.shape
-        q, k, v = attn.qkv(block.norm1(x)).reshape(b, n, 3, attn.heads, d // attn.heads).permute(2, 0, 3, 1, 4)
+        qkv = attn.qkv(block.norm1(x)).reshape(b, n, 3, attn.heads, d // attn.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
         scores = q @ k.transpose(-2, -1) / math.sqrt(d // attn.heads)
         scores = scores.masked_fill(hidden[:, None, None, :], float("-inf"))
         x = x + attn.out((scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d))

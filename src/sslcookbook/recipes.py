@@ -971,8 +971,9 @@ MASKED_DIGITS_TRAIN = dataclasses.replace(
     DIGITS_TRAIN, epochs=40, lr=1e-3, weight_decay=0.05, warmup_epochs=2
 )
 MASKED_SMOKE_TRAIN = dataclasses.replace(MASKED_DIGITS_TRAIN, epochs=3, batch_size=128, warmup_epochs=1)
-MASKED_SMOKE_VIT = {"depth": 2}
-MASKED_CPU_VIT = {"depth": 4}
+MASKED_SMOKE_VIT = {"depth": 2, "pool": "mean"}
+MASKED_CPU_VIT = {"depth": 2, "pool": "mean"}
+MASKED_SMOKE_IMAGES = 600  # smoke trains on a subset: a ViT step costs several small-CNN steps on the CPU
 
 
 def masked_setting(
@@ -1011,6 +1012,7 @@ register(
                 "crop_flip",
                 MASKED_DIGITS_VIEWS,
                 {"decoder_dim": 64, "decoder_depth": 1, "decoder_heads": 4},
+                train_subset=MASKED_SMOKE_IMAGES,
             ),
             "cpu": masked_setting(
                 "digits",
@@ -1053,7 +1055,13 @@ register(
         SimMIM,
         settings={
             "smoke": masked_setting(
-                "digits", MASKED_SMOKE_VIT, MASKED_SMOKE_TRAIN, "crop_flip", MASKED_DIGITS_VIEWS, {}
+                "digits",
+                MASKED_SMOKE_VIT,
+                MASKED_SMOKE_TRAIN,
+                "crop_flip",
+                MASKED_DIGITS_VIEWS,
+                {},
+                train_subset=MASKED_SMOKE_IMAGES,
             ),
             "cpu": masked_setting(
                 "digits", MASKED_CPU_VIT, MASKED_DIGITS_TRAIN, "crop_flip", MASKED_DIGITS_VIEWS, {}
