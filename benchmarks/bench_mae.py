@@ -56,29 +56,33 @@ def build(model: str, visible_only: bool, attention: str, device: torch.device) 
     return method.to(device)
 
 
-def step_seconds(method: MAE, batch: torch.Tensor, repeats: int, amp: bool) -> float:
-    optimizer = torch.optim.AdamW(method.parameters(), lr=1e-4)
+def step_seconds(methods: dict, batch: torch.Tensor, repeats: int, amp: bool) -> dict:
+    """Median seconds per training step of each method, timed in turns (one step of each per round), so
+    that other work on the machine slows every variant alike."""
     cuda = batch.device.type == "cuda"
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in methods.items()}
 
-    def step() -> None:
+    def step(name: str) -> None:
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = method.training_step([batch])["loss"]
-        optimizer.zero_grad(set_to_none=True)
+            loss = methods[name].training_step([batch])["loss"]
+        optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        optimizers[name].step()
 
     for _ in range(3):  # warm-up (allocator, kernels' first calls)
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    times = []
+        for name in methods:
+            step(name)
+    times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name in methods:
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            step(name)
+            if cuda:
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def write_results(rows_new: list[dict], slug: str) -> tuple[Path, Path]:
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device = torch.device(args.device)
     amp = device.type == "cuda"  # bf16 autocast on a GPU, as fit does; fp32 on the CPU
     batch_size = args.batch or (1024 if amp else 256)
-    repeats = 3 if args.quick else 7
+    repeats = 5 if args.quick else 11
     name = device_name()
     slug = "cpu" if device.type == "cpu" else re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     rows = []
@@ -145,12 +149,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         channels, side = MODELS[model][1:]
         images = torch.rand(batch_size, channels, side, side, generator=torch.Generator().manual_seed(0))
         images = images.to(device)
+        variants = {
+            (encoder, attention): build(model, visible_only, attention, device)
+            for attention in ("sdpa", "plain")
+            for encoder, visible_only in (("all tokens", False), ("visible", True))
+        }
+        measured = step_seconds(variants, images, repeats, amp)
         for attention in ("sdpa", "plain"):
-            measured = {}
-            for encoder, visible_only in (("all tokens", False), ("visible", True)):
-                method = build(model, visible_only, attention, device)
-                measured[encoder] = step_seconds(method, images, repeats, amp)
-            for encoder, seconds in measured.items():
+            for encoder in ("all tokens", "visible"):
+                seconds = measured[(encoder, attention)]
                 row = {
                     "date_utc": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
                     "device": name,
@@ -166,7 +173,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "repeats": repeats,
                     "ms_per_step": round(1000 * seconds, 2),
                     "images_per_s": round(batch_size / seconds, 1),
-                    "speedup_vs_all_tokens": round(measured["all tokens"] / seconds, 3),
+                    "speedup_vs_all_tokens": round(measured[("all tokens", attention)] / seconds, 3),
                 }
                 rows.append(row)
                 print(
