@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..losses.masked import (
+    Masking,
     block_masking,
     default_mask_patch,
     mae_loss,
@@ -135,7 +136,9 @@ class MAE(SSLMethod):
         grid = _check_divisible(x, self.backbone.patch_size, "MAE")
         tokens = self.backbone.embed_patches(x)
         b, n, _ = tokens.shape
-        masking = random_masking(b, n, ratio, device=x.device)
+        # drawn on the CPU from torch's global generator, which checkpoints save: a resumed run (on a GPU too)
+        # draws the same masks
+        masking = Masking(*(t.to(x.device) for t in random_masking(b, n, ratio)))
         if self.encode_visible_only:
             encoded = self.backbone.encode(select_tokens(tokens, masking.keep))
             h = self.decoder_embed(encoded)
@@ -219,7 +222,7 @@ class SimMIM(SSLMethod):
         tokens = self.backbone.embed_patches(x)
         mask_patch = self.mask_patch or default_mask_patch(grid)
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
-        mask = block_masking(tokens.shape[0], grid, ratio, mask_patch, device=x.device)
+        mask = block_masking(tokens.shape[0], grid, ratio, mask_patch).to(x.device)  # on the CPU, as MAE's
         w = mask.unsqueeze(-1).to(tokens.dtype)
         pos = self.backbone.position_embedding(*grid).to(tokens.dtype)
         tokens = tokens * (1 - w) + (self.mask_token.to(tokens.dtype) + pos) * w
