@@ -143,6 +143,9 @@ def test_every_recipe_builds_and_steps_with_a_vit(name):
     if method.uses_indices:
         method.set_num_instances(n)
         extra = {"indices": torch.arange(n)}
+    if method.uses_text:  # CLIP, SigLIP: a caption of token ids per image
+        shape = (n, method.context_length)
+        extra = {"tokens": torch.randint(1, method.vocab_size, shape, generator=generator)}
     method.before_epoch(0, images, seed=0)
     out = method.training_step(views(images, generator=generator), labels, **extra)
     out["loss"].backward()

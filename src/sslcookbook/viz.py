@@ -25,6 +25,7 @@ __all__ = [
     "slider_explorer",
     "plot_prototype_usage",
     "plot_matrices",
+    "show_image_rows",
 ]
 
 
@@ -573,4 +574,32 @@ def plot_matrices(matrices_by_name: dict, vmax: float = 1.0, cmap: str = "RdBu_r
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def show_image_rows(rows: dict, n: int = 8, scale: float = 1.0, patch_size: int | None = None):
+    """One row of ``n`` images per entry of ``rows`` (row name → B×C×H×W batch, uint8 or float; values
+    outside [0, 1] are clipped, as a viewer would), the name at the left: masked inputs, reconstructions
+    and targets side by side. ``patch_size`` draws the patch grid over every image. Returns the figure."""
+    if not rows:
+        raise ValueError("rows is empty: pass {name: images}")
+    n = min([n] + [batch.shape[0] for batch in rows.values()])
+    fig, axes = plt.subplots(len(rows), n, figsize=(scale * n + 1.2, scale * len(rows)), squeeze=False)
+    for r, (name, batch) in enumerate(rows.items()):
+        if batch.dim() != 4:
+            raise ValueError(f"row {name!r} must be a B×C×H×W batch, got shape {tuple(batch.shape)}")
+        for i in range(n):
+            ax = axes[r, i]
+            ax.imshow(_to_numpy_image(batch[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if patch_size:
+                h, w = batch.shape[-2:]
+                for k in range(patch_size, max(h, w), patch_size):
+                    if k < w:
+                        ax.axvline(k - 0.5, color="C1", lw=0.4, alpha=0.6)
+                    if k < h:
+                        ax.axhline(k - 0.5, color="C1", lw=0.4, alpha=0.6)
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
     return fig
