@@ -8,6 +8,7 @@ from .clustering import deepcluster_v2_loss, sinkhorn, spherical_kmeans, swav_lo
 from .contrastive import dcl, info_nce, nearest_neighbour, nnclr_loss, nt_xent, supcon
 from .dino import dino_loss, update_center
 from .distillation import negative_cosine
+from .jepa import block_masks, data2vec_loss, data2vec_targets, ijepa_loss, multiblock_masks
 from .momentum import MemoryQueue, moco_loss, moco_v3_loss
 from .pretext import (
     MemoryBank,
@@ -48,4 +49,9 @@ __all__ = [
     "vicreg_terms",
     "whiten",
     "wmse_loss",
+    "block_masks",
+    "data2vec_loss",
+    "data2vec_targets",
+    "ijepa_loss",
+    "multiblock_masks",
 ]

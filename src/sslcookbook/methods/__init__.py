@@ -9,6 +9,7 @@ from .clustering import DeepClusterV2, SwAV
 from .contrastive import DCL, NNCLR, SimCLR, SupCon
 from .dino import DINO, DINOHead
 from .distillation import BYOL, SimSiam
+from .jepa import IJEPA, Data2Vec
 from .momentum import MoCoV2, MoCoV3
 from .pretext import InstanceDiscrimination, Jigsaw, RelativePosition, RotationPrediction
 from .redundancy import WMSE, BarlowTwins, VICReg
@@ -34,4 +35,6 @@ __all__ = [
     "SupCon",
     "SwAV",
     "VICReg",
+    "IJEPA",
+    "Data2Vec",
 ]
