@@ -20,6 +20,7 @@ from sslcookbook.evaluate import (
     evaluate_features,
     feature_std,
     few_shot_indices,
+    fine_tune,
     knn_accuracy,
     knn_predict,
     label_efficiency,
@@ -443,3 +444,40 @@ def test_supervised_baseline_rejects_bad_input_with_the_fix():
         supervised_baseline(backbone, x, y, x, y, steps=0)
     with pytest.raises(TypeError, match="views must be callable"):
         supervised_baseline(backbone, x, y, x, y, views="digits")
+
+
+class _Projection(nn.Module):
+    """Features = the pixels' (centred) projection on ``direction``: a backbone 'pre-trained' for the task."""
+
+    def __init__(self, direction: torch.Tensor):
+        super().__init__()
+        self.linear = nn.Linear(direction.numel(), 1, bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_(direction.view(1, -1))
+
+    def forward(self, x):
+        return self.linear(x.flatten(1) - 0.5)
+
+
+def _projection_task(n: int, seed: int, direction: torch.Tensor):
+    """Random 1×6×6 images labelled by the side of a hyperplane through the centre."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, 6, 6, generator=g)
+    return images, ((images.flatten(1) - 0.5) @ direction.flatten() > 0).long()
+
+
+def test_fine_tune_starts_from_the_trained_weights_and_leaves_them_alone():
+    direction = torch.randn(36, generator=torch.Generator().manual_seed(0))
+    train_x, train_y = _projection_task(200, 1, direction)
+    test_x, test_y = _projection_task(400, 2, direction)
+    trained = _Projection(direction)
+    before = trained.linear.weight.clone()
+    kwargs = dict(labels_per_class=[2], steps=30, lr=1e-2, repeats=3)
+    tuned = fine_tune(trained, train_x, train_y, test_x, test_y, **kwargs)["2"]
+    scratch = supervised_baseline(trained, train_x, train_y, test_x, test_y, **kwargs)["2"]
+    # Two labelled images per class pin a threshold on the trained feature, not a direction in 36-D.
+    assert tuned >= 0.85 > 0.7 >= scratch, (tuned, scratch)
+    assert torch.equal(trained.linear.weight, before) and trained.linear.weight.requires_grad
+    assert fine_tune(trained, train_x, train_y, test_x, test_y, **kwargs)["2"] == tuned  # deterministic
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        fine_tune(trained, train_x, train_y, test_x, test_y, steps=0)

@@ -155,6 +155,18 @@ def _titles_and_texts(fig) -> list[str]:
     return [t.get_text() for ax in fig.axes for t in ax.texts]
 
 
+def test_show_image_rows_draws_one_row_per_batch_with_the_patch_grid():
+    rows = {"masked": torch.rand(3, 1, 8, 8), "reconstruction": torch.rand(4, 1, 8, 8) * 3 - 1}
+    fig = viz.show_image_rows(rows, n=5, patch_size=2)
+    assert len(fig.axes) == 2 * 3  # n is cut to the smallest batch
+    assert fig.axes[0].get_ylabel() == "masked" and fig.axes[3].get_ylabel() == "reconstruction"
+    assert len(fig.axes[0].lines) == 6  # 3 vertical + 3 horizontal grid lines on an 8-px image
+    assert fig.axes[3].images[0].get_array().max() <= 1  # clipped for viewing
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="rows is empty"):
+        viz.show_image_rows({})
+
+
 def test_plot_patch_masks_draws_context_targets_and_block_masks():
     from sslcookbook.losses import block_masks, multiblock_masks
 

@@ -27,6 +27,7 @@ from .methods import (
 )
 from .methods.clustering import DeepClusterV2, SwAV
 from .methods.jepa import IJEPA, Data2Vec
+from .methods.masked import MAE, SimMIM
 from .methods.redundancy import WMSE, BarlowTwins, VICReg
 from .settings import RECIPES, Recipe, Resolved, Setting, get_recipe, list_recipes, override_keys, register
 from .train import TrainConfig
@@ -952,6 +953,130 @@ register(
                     "projector_dim": 128,
                     "num_prototypes": (3000, 3000, 3000),
                 },
+            ),
+        },
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Masked image modelling (methods/masked.py): a ViT reconstructs the pixels of hidden patches
+# --------------------------------------------------------------------------------------------------
+
+# On the digits (smoke, cpu) a narrow-depth ViT-Tiny (width 192, 3 heads; 2×2 patches of the 8×8 image: 16
+# tokens) and crops of area 0.6–1 without flips (a mirrored digit is another digit) and without the digits
+# preset's noise: MAE's normalised-pixel target of a background patch would be that noise, standardised.
+# AdamW with MAE's weight decay 0.05 (the library's AdamW keeps β₂ = 0.999; MAE uses 0.95).
+MASKED_DIGITS_VIEWS = {"crop_scale": (0.6, 1.0), "flip": False}
+MASKED_DIGITS_TRAIN = dataclasses.replace(
+    DIGITS_TRAIN, epochs=40, lr=1e-3, weight_decay=0.05, warmup_epochs=2
+)
+MASKED_SMOKE_TRAIN = dataclasses.replace(MASKED_DIGITS_TRAIN, epochs=3, batch_size=128, warmup_epochs=1)
+MASKED_SMOKE_VIT = {"depth": 2}
+MASKED_CPU_VIT = {"depth": 4}
+
+
+def masked_setting(
+    data: str, vit: dict, train: TrainConfig, views: str, view_kwargs: dict, method_kwargs: dict, **setting
+) -> Setting:
+    """A masked-modelling setting: ViT-Tiny (``vit`` changes its depth) on ``data``."""
+    return Setting(
+        data=data,
+        backbone="vit_tiny",
+        backbone_kwargs=dict(vit),
+        train=dataclasses.replace(train),
+        views=views,
+        view_kwargs=dict(view_kwargs),
+        method_kwargs=dict(method_kwargs),
+        **setting,
+    )
+
+
+# MAE (He et al. 2022; PRETRAIN.md): mask ratio 0.75, norm_pix_loss, AdamW blr 1.5e-4 × batch/256, wd 0.05,
+# warm-up 40 of 800 epochs, crop area 0.2–1 and flip; decoder 512 wide and 8 deep for ViT-L. Here the full
+# profile trains ViT-Tiny (12 blocks, 4-px patches: 64 tokens) on CIFAR-10 for the shared 200 epochs at
+# batch 512 (lr 3e-4 by the paper's rule, 10 warm-up epochs: its 5%) with a decoder of 256 × 4 blocks (the
+# paper's decoder is about half the encoder's width; its Table 1 finds depth 4 within 1 point of 8 when
+# fine-tuning). The classroom profile: 10,000 images, 50 epochs (each step encodes 16 of 64 tokens, so
+# 50 MAE epochs cost about what 15 two-view contrastive epochs do), lr from the digits.
+register(
+    Recipe(
+        "mae",
+        "MAE: mask 75% of the patches, encode the rest, reconstruct the hidden pixels (He et al. 2022)",
+        MAE,
+        settings={
+            "smoke": masked_setting(
+                "digits",
+                MASKED_SMOKE_VIT,
+                MASKED_SMOKE_TRAIN,
+                "crop_flip",
+                MASKED_DIGITS_VIEWS,
+                {"decoder_dim": 64, "decoder_depth": 1, "decoder_heads": 4},
+            ),
+            "cpu": masked_setting(
+                "digits",
+                MASKED_CPU_VIT,
+                MASKED_DIGITS_TRAIN,
+                "crop_flip",
+                MASKED_DIGITS_VIEWS,
+                {"decoder_dim": 128, "decoder_depth": 2, "decoder_heads": 4},
+            ),
+            "gpu": masked_setting(
+                "cifar10",
+                {},
+                dataclasses.replace(CLASSROOM_TRAIN, epochs=50, weight_decay=0.05, warmup_epochs=3),
+                "crop_flip",
+                {"crop_scale": (0.2, 1.0)},
+                {"decoder_dim": 256, "decoder_depth": 4, "decoder_heads": 8},
+                train_subset=CLASSROOM_IMAGES,
+            ),
+            "full": masked_setting(
+                "cifar10",
+                {},
+                cifar_schedule("adamw", 3e-4, 0.05),
+                "crop_flip",
+                {"crop_scale": (0.2, 1.0)},
+                {"decoder_dim": 256, "decoder_depth": 4, "decoder_heads": 8},
+            ),
+        },
+    )
+)
+
+# SimMIM (Xie et al. 2022): block masks of 32-px squares (2×2 tokens of a ViT-B/16) at ratio 0.6, a linear
+# decoder, L1; AdamW lr 1e-4 × batch/512, wd 0.05, gradient clipping at 5, crop area 0.67–1 and flip, 800
+# epochs. The full profile: ViT-Tiny on CIFAR-10, 200 epochs at batch 512 (lr 1e-4), 2×2-token squares of
+# 8 px (a quarter of the side, as 32 px is a sixth of SimMIM's 192); the digits mask single 2-px tokens
+# (also a quarter of the side: 2×2 tokens would be half the image). Classroom and digits as for MAE.
+register(
+    Recipe(
+        "simmim",
+        "SimMIM: replace squares of patches by a mask token, regress their pixels with L1 (Xie et al. 2022)",
+        SimMIM,
+        settings={
+            "smoke": masked_setting(
+                "digits", MASKED_SMOKE_VIT, MASKED_SMOKE_TRAIN, "crop_flip", MASKED_DIGITS_VIEWS, {}
+            ),
+            "cpu": masked_setting(
+                "digits", MASKED_CPU_VIT, MASKED_DIGITS_TRAIN, "crop_flip", MASKED_DIGITS_VIEWS, {}
+            ),
+            "gpu": masked_setting(
+                "cifar10",
+                {},
+                dataclasses.replace(
+                    CLASSROOM_TRAIN, epochs=50, weight_decay=0.05, warmup_epochs=3, grad_clip=5.0
+                ),
+                "crop_flip",
+                {"crop_scale": (0.67, 1.0)},
+                {},
+                train_subset=CLASSROOM_IMAGES,
+            ),
+            "full": masked_setting(
+                "cifar10",
+                {},
+                cifar_schedule("adamw", 1e-4, 0.05, grad_clip=5.0),
+                "crop_flip",
+                {"crop_scale": (0.67, 1.0)},
+                {},
             ),
         },
     )

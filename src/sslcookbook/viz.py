@@ -23,6 +23,7 @@ __all__ = [
     "plot_two_view_pipeline",
     "show_views",
     "slider_explorer",
+    "show_image_rows",
     "plot_patch_masks",
 ]
 
@@ -500,6 +501,34 @@ def plot_two_view_pipeline(
         8.4, -0.2, "z = g(h): only the loss sees it; discarded", ha="center", fontsize=8.5, color="#b45f06"
     )
     return fig or ax.figure
+
+
+def show_image_rows(rows: dict, n: int = 8, scale: float = 1.0, patch_size: int | None = None):
+    """One row of ``n`` images per entry of ``rows`` (row name → B×C×H×W batch, uint8 or float; values
+    outside [0, 1] are clipped, as a viewer would), the name at the left: masked inputs, reconstructions
+    and targets side by side. ``patch_size`` draws the patch grid over every image. Returns the figure."""
+    if not rows:
+        raise ValueError("rows is empty: pass {name: images}")
+    n = min([n] + [batch.shape[0] for batch in rows.values()])
+    fig, axes = plt.subplots(len(rows), n, figsize=(scale * n + 1.2, scale * len(rows)), squeeze=False)
+    for r, (name, batch) in enumerate(rows.items()):
+        if batch.dim() != 4:
+            raise ValueError(f"row {name!r} must be a B×C×H×W batch, got shape {tuple(batch.shape)}")
+        for i in range(n):
+            ax = axes[r, i]
+            ax.imshow(_to_numpy_image(batch[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if patch_size:
+                h, w = batch.shape[-2:]
+                for k in range(patch_size, max(h, w), patch_size):
+                    if k < w:
+                        ax.axvline(k - 0.5, color="C1", lw=0.4, alpha=0.6)
+                    if k < h:
+                        ax.axhline(k - 0.5, color="C1", lw=0.4, alpha=0.6)
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_patch_masks(

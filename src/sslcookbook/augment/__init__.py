@@ -34,6 +34,7 @@ from .presets import (
     ViewPipeline,
     blur_kernel_size,
     byol,
+    crop_flip,
     digits_views,
     multicrop,
     preset,
@@ -65,4 +66,5 @@ __all__ = [
     "simclr",
     "solarize",
     "to_float",
+    "crop_flip",
 ]

@@ -10,6 +10,8 @@ returns a list of independently augmented views of the same images. Presets:
 - ``multicrop`` (Caron et al., 2020/2021): two BYOL-style global crops plus small local crops.
 - ``digits`` (``digits_views``): affine + mild crop + brightness/contrast + noise for tiny grayscale
   images (8×8 scikit-learn digits); no flips, which would change a digit's identity.
+- ``crop_flip`` (He et al., 2022; Xie et al., 2022): resized crop and flip only, one view: masked image
+  modelling's views (MAE, SimMIM).
 
 ``preset(name, image_shape)`` builds the preset a recipe names; the crop-and-colour presets refuse
 grayscale or sub-16 px images and point to ``digits``.
@@ -309,6 +311,8 @@ def preset(name: str, image_shape: Sequence[int], strength: float = 1.0, **kwarg
     size: Size = kwargs.pop("size", height if height == width else (height, width))
     if name == "digits":
         return digits_views(strength, size=size, **kwargs)
+    if name == "crop_flip":  # no colour: any channel count (on the digits pass flip=False)
+        return crop_flip(size, strength=strength, **kwargs)
     if channels != 3 or min(height, width) < MIN_CROP_COLOUR_SIDE:
         raise ValueError(
             f"preset {name!r} is for RGB images of at least {MIN_CROP_COLOUR_SIDE}×{MIN_CROP_COLOUR_SIDE} "
@@ -317,3 +321,28 @@ def preset(name: str, image_shape: Sequence[int], strength: float = 1.0, **kwarg
             "jitter would destroy them)"
         )
     return PRESETS[name](size, strength=strength, **kwargs)
+
+
+def crop_flip(
+    size: Size,
+    strength: float = 1.0,
+    crop_scale: Sequence[float] = (0.2, 1.0),
+    flip: bool = True,
+    num_views: int = 1,
+) -> MultiView:
+    """Crop and flip only: the views of masked image modelling (MAE, He et al., 2022: resized crop of area
+    0.2–1 and a horizontal flip, no colour distortion; SimMIM, Xie et al., 2022: area 0.67–1). Masking is
+    the task's corruption, so the views stay close to the image. ``num_views`` copies (1 for MAE and
+    SimMIM); ``strength`` shrinks the crop range towards the full image and the flip probability, as in
+    ``simclr``.
+    """
+    ramp = min(_check_strength(strength), 1.0)
+    if num_views < 1:
+        raise ValueError(f"crop_flip: num_views must be >= 1, got {num_views}")
+    ops: list[Callable] = [_crop(size, crop_scale, ramp)]
+    if flip:
+        ops.append(partial(horizontal_flip, p=0.5 * ramp))
+    return MultiView([ViewPipeline(ops)] * num_views)
+
+
+PRESETS["crop_flip"] = crop_flip

@@ -12,13 +12,15 @@ Embed a dataset with a frozen encoder, then measure
 
 and compare the SSL encoder with two baselines: raw pixels and the same architecture at random
 initialisation (:func:`compare_baselines`), and with the same architecture trained end to end on the
-same few labels (:func:`supervised_baseline`). Everything is plain PyTorch and runs on CPU or CUDA
-tensors; :func:`embed` returns features on the CPU.
+same few labels (:func:`supervised_baseline`) or fine-tuned end to end from the SSL weights on them
+(:func:`fine_tune`: the protocol masked-image models are judged by). Everything is plain PyTorch and
+runs on CPU or CUDA tensors; :func:`embed` returns features on the CPU.
 
 Modules: ``embedding`` (frozen features), ``baselines`` (raw pixels, random init), ``knn``, ``probe``
 (L-BFGS linear probe, few-shot draws), ``statistics`` (RankMe, alignment, uniformity, feature std),
 ``report`` (the full report and the baseline comparison), ``supervised`` (the same architecture trained
-from scratch on the few labels: :func:`supervised_baseline`); ``_checks`` and ``_modules`` are shared
+from scratch on the few labels, :func:`supervised_baseline`, or fine-tuned from its trained weights,
+:func:`fine_tune`); ``_checks`` and ``_modules`` are shared
 input checks and the lookup of the modules behind an encoder function.
 """
 
@@ -36,7 +38,7 @@ from .probe import (
 )
 from .report import compare_baselines, evaluate_features
 from .statistics import alignment, feature_std, rankme, uniformity
-from .supervised import DEFAULT_SUPERVISED_STEPS, supervised_baseline
+from .supervised import DEFAULT_SUPERVISED_STEPS, fine_tune, supervised_baseline
 
 __all__ = [
     "embed",
@@ -54,6 +56,7 @@ __all__ = [
     "evaluate_features",
     "compare_baselines",
     "supervised_baseline",
+    "fine_tune",
     "DEFAULT_PROBE_WEIGHT_DECAY",
     "DEFAULT_PROBE_MAX_ITER",
     "FEW_SHOT_REPEATS",

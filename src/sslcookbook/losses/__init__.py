@@ -9,6 +9,19 @@ from .contrastive import dcl, info_nce, nearest_neighbour, nnclr_loss, nt_xent, 
 from .dino import dino_loss, update_center
 from .distillation import negative_cosine
 from .jepa import block_masks, data2vec_loss, data2vec_targets, ijepa_loss, multiblock_masks
+from .masked import (
+    Masking,
+    block_masking,
+    default_mask_patch,
+    mae_loss,
+    mask_to_pixels,
+    normalise_patches,
+    patchify,
+    random_masking,
+    simmim_loss,
+    unnormalise_patches,
+    unpatchify,
+)
 from .momentum import MemoryQueue, moco_loss, moco_v3_loss
 from .pretext import (
     MemoryBank,
@@ -54,4 +67,15 @@ __all__ = [
     "data2vec_targets",
     "ijepa_loss",
     "multiblock_masks",
+    "Masking",
+    "block_masking",
+    "default_mask_patch",
+    "mae_loss",
+    "mask_to_pixels",
+    "normalise_patches",
+    "patchify",
+    "random_masking",
+    "simmim_loss",
+    "unnormalise_patches",
+    "unpatchify",
 ]

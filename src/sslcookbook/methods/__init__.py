@@ -10,6 +10,7 @@ from .contrastive import DCL, NNCLR, SimCLR, SupCon
 from .dino import DINO, DINOHead
 from .distillation import BYOL, SimSiam
 from .jepa import IJEPA, Data2Vec
+from .masked import MAE, SimMIM
 from .momentum import MoCoV2, MoCoV3
 from .pretext import InstanceDiscrimination, Jigsaw, RelativePosition, RotationPrediction
 from .redundancy import WMSE, BarlowTwins, VICReg
@@ -37,4 +38,6 @@ __all__ = [
     "VICReg",
     "IJEPA",
     "Data2Vec",
+    "MAE",
+    "SimMIM",
 ]
