@@ -309,10 +309,10 @@ def data2vec_targets(
 
     with :math:`a^l` the B×T×D output of teacher block l and both normalisations without learned
     parameters (ε 1e-5). ``block_norm="instance"`` (default) normalises each feature over the T tokens of
-    each image (``F.instance_norm``), what fairseq's vision setting ``instance_norm_target_layer`` does;
-    ``"layer"`` normalises each token over its D features, what the paper found sufficient for
-    vision and NLP. The final LN over the D features of each token is the issue's "layer-normalised
-    average" (data2vec 2.0's IN → average → LN).
+    each image (``F.instance_norm``: fairseq's ``instance_norm_target_layer`` option, the normalisation
+    the paper names for speech); ``"layer"`` normalises each token over its D features (the parameter-free
+    LayerNorm the paper reports sufficient for vision and NLP). The final LN over the D features of each
+    token is the issue's "layer-normalised average" (data2vec 2.0's IN → average → LN).
 
     Args:
         layers: the teacher's block outputs, first to last, each B×T×D (patch tokens; drop a CLS first).
