@@ -47,8 +47,8 @@ def test_every_recipe_has_a_classroom_and_a_published_setting(name):
         return
     assert smoke.data == cpu.data == "digits"  # offline
     assert gpu.data == full.data == "cifar10"
-    # Masked image modelling masks patch tokens: its recipes train a ViT-Tiny in every profile.
-    vit = name in {"mae", "simmim"}
+    # Methods that mask patch tokens (MAE, SimMIM, I-JEPA, data2vec) train a ViT-Tiny in every profile.
+    vit = name in {"mae", "simmim", "ijepa", "data2vec"}
     assert full.train.epochs == 200 and full.backbone == ("vit_tiny" if vit else "resnet18_cifar")
     # The classroom run is a fraction of the published one: a small CNN, a subset, a short schedule.
     assert gpu.backbone == ("vit_tiny" if vit else "small_cnn")

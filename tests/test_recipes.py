@@ -73,6 +73,7 @@ def test_recipe_setting_is_unchanged_field_by_field(key):
 # The pretext tasks make their own transformation of one view (methods/pretext.py); CLIP and SigLIP read one.
 ONE_VIEW_RECIPES = {"rotation", "jigsaw", "relative_position", "instance_discrimination", "clip", "siglip"}
 ONE_VIEW_RECIPES |= {"mae", "simmim"}  # masked image modelling: one crop per image
+ONE_VIEW_RECIPES |= {"ijepa", "data2vec"}  # joint-embedding prediction: one view, the masks are the task
 
 
 @pytest.mark.parametrize("key", sorted(GOLDEN_RECORDS))

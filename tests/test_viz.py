@@ -193,3 +193,21 @@ def test_show_image_rows_draws_one_row_per_batch_with_the_patch_grid():
     matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="rows is empty"):
         viz.show_image_rows({})
+
+
+def test_plot_patch_masks_draws_context_targets_and_block_masks():
+    from sslcookbook.losses import block_masks, multiblock_masks
+
+    images = data.load("digits", "train").images[:3]
+    context, targets = multiblock_masks(3, 4, generator=torch.Generator().manual_seed(0))
+    fig = viz.plot_patch_masks(images, 2, context=context, targets=targets, n=3)
+    assert len(fig.axes) == 3
+    assert len(fig.axes[0].patches) == context.shape[1] + targets[0].numel()
+    assert "context" in fig.axes[0].get_title()
+    matplotlib.pyplot.close(fig)
+    masked = block_masks(3, 4, generator=torch.Generator().manual_seed(0))
+    fig = viz.plot_patch_masks(images, 2, masked=masked, n=2)
+    assert len(fig.axes) == 2 and len(fig.axes[1].patches) == int(masked[1].sum())
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="nothing to draw"):
+        viz.plot_patch_masks(images, 2)

@@ -26,6 +26,7 @@ __all__ = [
     "plot_prototype_usage",
     "plot_matrices",
     "show_image_rows",
+    "plot_patch_masks",
 ]
 
 
@@ -601,5 +602,67 @@ def show_image_rows(rows: dict, n: int = 8, scale: float = 1.0, patch_size: int 
                     if k < h:
                         ax.axhline(k - 0.5, color="C1", lw=0.4, alpha=0.6)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_patch_masks(
+    images: torch.Tensor,
+    patch_size: int,
+    context: torch.Tensor | None = None,
+    targets: torch.Tensor | None = None,
+    masked: torch.Tensor | None = None,
+    n: int = 4,
+    scale: float = 2.2,
+    title: str | None = None,
+):
+    """Draw patch masks over images: I-JEPA's context (blue tint) and target blocks (coloured outlines),
+    or a data2vec / BEiT block mask (masked patches greyed out).
+
+    Args:
+        images: B×C×H×W (uint8 or float in [0, 1]); the first ``n`` are drawn.
+        patch_size: side of a patch in pixels (the ViT's ``patch_size``).
+        context: B×n_c patch indices (row-major) of the context, or None.
+        targets: B×M×n_t patch indices of the M target blocks, or None.
+        masked: B×N bool, True at masked patches, or None.
+    Returns:
+        the figure, one panel per image.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be B×C×H×W, got shape {tuple(images.shape)}")
+    if context is None and targets is None and masked is None:
+        raise ValueError("give context and targets (I-JEPA) or masked (data2vec): there is nothing to draw")
+    n = min(n, images.shape[0])
+    cols = -(-images.shape[-1] // patch_size)
+    fig, axes = plt.subplots(1, n, figsize=(scale * n, scale), squeeze=False)
+
+    def square(index: int, **style):
+        r, c = divmod(int(index), cols)
+        return plt.Rectangle((c * patch_size - 0.5, r * patch_size - 0.5), patch_size, patch_size, **style)
+
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(_to_numpy_image(images[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if context is not None:
+            for index in context[i].tolist():
+                ax.add_patch(square(index, facecolor="C0", alpha=0.35, edgecolor="none"))
+        if targets is not None:
+            for m, block in enumerate(targets[i]):
+                for index in block.tolist():
+                    ax.add_patch(square(index, fill=False, edgecolor=f"C{m + 1}", linewidth=2.0, alpha=0.9))
+        if masked is not None:
+            for index in masked[i].nonzero().flatten().tolist():
+                ax.add_patch(square(index, facecolor="0.5", alpha=0.85, edgecolor="white", linewidth=0.5))
+        parts = []
+        if context is not None:
+            parts.append(f"context {len(context[i])}")
+        if targets is not None:
+            parts.append(f"{targets.shape[1]} targets × {targets.shape[2]}")
+        if masked is not None:
+            parts.append(f"masked {int(masked[i].sum())}/{masked.shape[1]}")
+        ax.set_title(", ".join(parts), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

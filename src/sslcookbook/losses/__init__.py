@@ -8,6 +8,7 @@ from .clustering import deepcluster_v2_loss, sinkhorn, spherical_kmeans, swav_lo
 from .contrastive import dcl, info_nce, nearest_neighbour, nnclr_loss, nt_xent, supcon
 from .dino import dino_loss, update_center
 from .distillation import negative_cosine
+from .jepa import block_masks, data2vec_loss, data2vec_targets, ijepa_loss, multiblock_masks
 from .language_image import clip_loss, siglip_loss
 from .masked import (
     Masking,
@@ -64,6 +65,11 @@ __all__ = [
     "wmse_loss",
     "clip_loss",
     "siglip_loss",
+    "block_masks",
+    "data2vec_loss",
+    "data2vec_targets",
+    "ijepa_loss",
+    "multiblock_masks",
     "Masking",
     "block_masking",
     "default_mask_patch",

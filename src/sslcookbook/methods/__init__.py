@@ -9,6 +9,7 @@ from .clustering import DeepClusterV2, SwAV
 from .contrastive import DCL, NNCLR, SimCLR, SupCon
 from .dino import DINO, DINOHead
 from .distillation import BYOL, SimSiam
+from .jepa import IJEPA, Data2Vec
 from .language_image import CLIP, SigLIP
 from .masked import MAE, SimMIM
 from .momentum import MoCoV2, MoCoV3
@@ -38,6 +39,8 @@ __all__ = [
     "VICReg",
     "CLIP",
     "SigLIP",
+    "IJEPA",
+    "Data2Vec",
     "MAE",
     "SimMIM",
 ]
