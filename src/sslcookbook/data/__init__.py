@@ -6,7 +6,7 @@
 
 from .dataset import ImageDataset
 from .registry import available, default_root, load
-from .shapes import SHAPE_CLASSES, make_shapes
+from .shapes import SHAPE_CLASSES, make_shapes, make_shapes_with_masks
 
 __all__ = [
     "ImageDataset",
@@ -15,4 +15,5 @@ __all__ = [
     "default_root",
     "load",
     "make_shapes",
+    "make_shapes_with_masks",
 ]
