@@ -8,10 +8,11 @@ import sys
 import pytest
 import torch
 
-from sslcookbook import data
+from sslcookbook import data, runner
 from sslcookbook.cli import main, parse_overrides
 from sslcookbook.models import load_backbone
 from sslcookbook.models.export import read_metadata
+from sslcookbook.profiles import FINE_TUNE_STEPS, PROFILES
 from sslcookbook.recipes import RECIPES, get_recipe
 from sslcookbook.runner import load_trained_method
 
@@ -199,7 +200,7 @@ def test_run_writes_results_and_figures(smoke_run):
 
 def test_eval_rebuilds_the_method_from_the_checkpoint(smoke_run, capsys):
     out, _ = smoke_run
-    assert main(["eval", str(out / "checkpoints" / "last.pt"), "--json"]) == 0
+    assert main(["eval", str(out / "checkpoints" / "last.pt"), "--json", "--no-fine-tune"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
     trained = json.loads((out / "results.json").read_text())
     assert evaluated["epochs_trained"] == 2
@@ -238,3 +239,55 @@ def test_export_writes_a_backbone_that_loads_with_identical_features(smoke_run, 
 def test_export_of_a_missing_checkpoint(capsys, tmp_path):
     assert main(["export", str(tmp_path / "nope.pt"), str(tmp_path / "out.safetensors")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_run_reports_fine_tuning_beside_the_probe(smoke_run):
+    out, stdout = smoke_run
+    results = json.loads((out / "results.json").read_text())
+    assert results["fine_tune_steps"] == FINE_TUNE_STEPS["smoke"]
+    assert set(results["fine_tune"]) == {"ssl", "random"}  # raw pixels have no network to fine-tune
+    for encoder in ("ssl", "random"):
+        assert set(results["fine_tune"][encoder]) == {"1", "10", "all"}
+        assert all(0.0 <= acc <= 1.0 for acc in results["fine_tune"][encoder].values())
+    assert "ft@all" in stdout and "from scratch" in stdout
+
+
+def test_eval_fine_tunes_as_the_run_did_unless_told_not_to(smoke_run, capsys):
+    out, _ = smoke_run
+    checkpoint = str(out / "checkpoints" / "last.pt")
+    assert main(["eval", checkpoint, "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["fine_tune"] == json.loads((out / "results.json").read_text())["fine_tune"]  # seeded
+    assert main(["eval", checkpoint, "--no-fine-tune"]) == 0
+    table = capsys.readouterr().out
+    assert "probe@1" in table and "ft@" not in table
+
+
+def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_scratch(monkeypatch):
+    calls = {}
+
+    def recorder(name):
+        def record(backbone, *splits, steps, device):
+            calls[name] = (backbone, steps, [len(split) for split in splits])
+            return {"1": 0.5, "10": 0.6, "all": 0.7}
+
+        return record
+
+    monkeypatch.setattr(runner, "fine_tune", recorder("ssl"))
+    monkeypatch.setattr(runner, "supervised_baseline", recorder("random"))
+    train = data.load("digits", "train").subset(200, seed=0)
+    test = data.load("digits", "test").subset(30, seed=0)
+    method = get_recipe("simclr").resolve("smoke", {"backbone.width": 8}).build(in_channels=1)
+    results = runner._evaluate(method, train, test, "cpu", "cpu")
+    assert results["fine_tune_steps"] == FINE_TUNE_STEPS["cpu"]
+    for name in ("ssl", "random"):
+        backbone, steps, sizes = calls[name]
+        assert backbone is method.backbone and steps == FINE_TUNE_STEPS["cpu"] and sizes == [200, 200, 30, 30]
+    assert "fine_tune" not in runner._evaluate(method, train, test, "cpu", None)
+    text = runner.format_results(results)
+    assert "70.0%" in text and text.splitlines()[2].split()[-3:] == ["—", "—", "—"]  # the raw row
+
+
+def test_fine_tuning_budgets_are_set_for_every_profile_and_small_in_smoke():
+    assert set(FINE_TUNE_STEPS) == set(PROFILES)
+    assert FINE_TUNE_STEPS["smoke"] <= 10 < FINE_TUNE_STEPS["cpu"]

@@ -22,6 +22,7 @@ from sslcookbook.data import (
     default_root,
     load,
     make_shapes,
+    make_shapes_with_masks,
 )
 from sslcookbook.data.digits import load_digits_split
 from sslcookbook.data.shapes import _rasterise
@@ -503,3 +504,18 @@ def test_folder_corrupt_image_names_the_file(tmp_path):
     assert not (tmp_path / "cache" / "folder-cache").exists() or not any(
         (tmp_path / "cache" / "folder-cache").iterdir()
     )
+
+
+def test_shapes_masks_cover_the_shape_and_leave_the_images_unchanged():
+    dataset, masks = make_shapes_with_masks(32, size=16, seed=3)
+    assert torch.equal(dataset.images, make_shapes(32, size=16, seed=3).images)
+    assert masks.shape == (32, 16, 16) and masks.dtype == torch.bool
+    area = masks.float().mean(dim=(1, 2))
+    assert (area > 0.03).all() and (area < 0.6).all()  # scale 0.35-0.65 of the half-width
+    # The masked pixels take the shape's colour: far from the background colour of the border pixels
+    pixels = dataset.images.float().permute(0, 2, 3, 1)  # n×H×W×3
+    border = torch.cat([pixels[:, 0], pixels[:, -1]], dim=1).mean(dim=1, keepdim=True)  # n×1×3
+    distance = (pixels.flatten(1, 2) - border).norm(dim=-1)  # n×HW
+    inside = (distance * masks.flatten(1)).sum(1) / masks.flatten(1).sum(1)
+    outside = (distance * ~masks.flatten(1)).sum(1) / (~masks.flatten(1)).sum(1)
+    assert (inside > 2 * outside).float().mean() > 0.9

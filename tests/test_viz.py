@@ -211,3 +211,28 @@ def test_plot_patch_masks_draws_context_targets_and_block_masks():
     matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="nothing to draw"):
         viz.plot_patch_masks(images, 2)
+
+
+def test_plot_attention_maps_draws_each_head_and_the_mean_and_scores_the_object():
+    from sslcookbook.models import vit_tiny
+
+    shapes, masks = data.make_shapes_with_masks(3, size=16, seed=0)
+    torch.manual_seed(0)
+    vit = vit_tiny(in_channels=3, image_size=16, depth=1).eval()  # 3 heads, 4×4 patches of 4 px
+    with torch.no_grad():
+        maps = vit.attention_maps(shapes.images.float() / 255)
+    fig = viz.plot_attention_maps(shapes.images, {"a": maps, "b": maps}, masks=masks, n=2)
+    assert len(fig.axes) == 2 * 2 * (3 + 2)  # (image, name) rows × (image, 3 heads, mean)
+    titles = _titles(fig)
+    assert "mean" in " ".join(titles) and sum("on object" in t for t in titles) == 2 * 2 * 4
+    plt.close(fig)
+    plt.close(viz.plot_attention_maps(shapes.images, maps))  # one encoder, no masks
+    # A map on the object's patches only scores 1 where those patches are all object, a uniform map its area
+    object_patch = torch.zeros(1, 1, 4, 4)
+    object_patch[0, 0, 1, 2] = 1.0
+    mask = torch.zeros(1, 16, 16, dtype=torch.bool)
+    mask[0, 4:8, 8:12] = True
+    assert viz.attention_mass_on(object_patch, mask).item() == pytest.approx(1.0)
+    assert viz.attention_mass_on(torch.ones(1, 1, 4, 4), mask).item() == pytest.approx(1 / 16)
+    with pytest.raises(ValueError, match="B×heads×gh×gw"):
+        viz.plot_attention_maps(shapes.images, maps[0])

@@ -18,6 +18,10 @@ SET_HELP = (
     "override a setting, e.g. train.lr=0.1, method.temperature=0.2, views.strength=0.5, backbone.width=64, "
     "data=folder:PATH (repeatable; `sslcookbook show RECIPE` shows every knob and its value)"
 )
+NO_FINE_TUNE_HELP = (
+    "skip the fine-tuning evaluation (the SSL encoder fine-tuned and the network trained from scratch on "
+    "1, 10 and all labels per class): only probes and kNN"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         help="SyncBatchNorm across ranks (torchrun); = --set train.sync_bn=True",
     )
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-fine-tune", action="store_true", help=NO_FINE_TUNE_HELP)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint written by `run`")
     ev.add_argument("checkpoint")
     ev.add_argument("--data")
     ev.add_argument("--device")
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
+    ev.add_argument("--no-fine-tune", action="store_true", help=NO_FINE_TUNE_HELP)
 
     export = sub.add_parser(
         "export",
@@ -122,6 +128,7 @@ def _dispatch(args) -> int:
             download=args.download,
             sync_bn=args.sync_bn,
             overrides=parse_overrides(args.overrides),
+            fine_tuning=not args.no_fine_tune,
         )
         distributed.shutdown()  # under torchrun: leave the process group before Python exits
         if not results:  # a non-zero rank under torchrun: rank 0 reports
@@ -133,7 +140,9 @@ def _dispatch(args) -> int:
         print(format_results(results))
         return 0
     if args.command == "eval":
-        results = evaluate_checkpoint(args.checkpoint, data=args.data, device=args.device)
+        results = evaluate_checkpoint(
+            args.checkpoint, data=args.data, device=args.device, fine_tuning=not args.no_fine_tune
+        )
         print(json.dumps(results, indent=2) if args.json else format_results(results))
         return 0
     if args.command == "export":

@@ -17,10 +17,10 @@ import torch
 
 from . import data as datasets
 from . import distributed
-from .evaluate import compare_baselines, embed
+from .evaluate import compare_baselines, embed, fine_tune, supervised_baseline
 from .methods import SSLMethod
 from .models import export_backbone
-from .profiles import default_device, downloads_data
+from .profiles import FINE_TUNE_STEPS, default_device, downloads_data
 from .recipes import Resolved, get_recipe
 from .train import fit, load_checkpoint
 
@@ -55,6 +55,7 @@ def run_recipe(
     download: bool = False,  # always True in the gpu and full profiles
     sync_bn: bool = False,
     overrides: Mapping[str, object] | None = None,
+    fine_tuning: bool = True,
 ) -> dict:
     """Train recipe ``name`` on the profile's data, evaluate, write ``out/results.json`` and figures.
 
@@ -66,7 +67,11 @@ def run_recipe(
 
     Returns the results dict: ``recipe, data, profile, epochs, seconds`` and, for the SSL encoder and
     the ``raw``-pixel and ``random``-init baselines, linear-probe top-1 at 1, 10 and all labels per
-    class (``probe``), kNN top-1 (``knn``), RankMe and feature std.
+    class (``probe``), kNN top-1 (``knn``), RankMe and feature std; unless ``fine_tuning`` is False,
+    ``fine_tune``: test top-1 at 1, 10 and all labels per class of the SSL encoder fine-tuned end to end
+    (``ssl``, :func:`evaluate.fine_tune`) and of the same network trained from scratch on the same
+    labelled images (``random``, :func:`evaluate.supervised_baseline`), ``FINE_TUNE_STEPS[profile]``
+    steps per labelled draw (``fine_tune_steps``).
 
     Under ``torchrun --nproc_per_node=N`` every rank trains on 1/N of each batch (DDP; ``sync_bn``
     for SyncBatchNorm) and rank 0 evaluates and writes the results; the other ranks return ``{}``.
@@ -121,7 +126,7 @@ def run_recipe(
         "torch": torch.__version__,
         "final_loss": history.losses[-1] if history.losses else None,
     }
-    results.update(_evaluate(method, train_ds, test_ds, device))
+    results.update(_evaluate(method, train_ds, test_ds, device, profile if fine_tuning else None))
     if figures:
         results["figures"] = _figures(method, history, train_ds, test_ds, results, out, device)
     _write_json(out / "results.json", results)
@@ -151,15 +156,18 @@ def load_trained_method(path: str | os.PathLike) -> tuple[SSLMethod, Resolved, d
     return method, resolved, state
 
 
-def evaluate_checkpoint(path: str | os.PathLike, data: str | None = None, device: str | None = None) -> dict:
-    """Rebuild the method stored in a checkpoint written by ``run_recipe`` and evaluate it."""
+def evaluate_checkpoint(
+    path: str | os.PathLike, data: str | None = None, device: str | None = None, fine_tuning: bool = True
+) -> dict:
+    """Rebuild the method stored in a checkpoint written by ``run_recipe`` and evaluate it as the run did
+    (fine-tuning with the run's profile's step budget unless ``fine_tuning`` is False)."""
     method, resolved, state = load_trained_method(path)
     meta, setting = state["meta"], resolved.setting
     train_ds, test_ds = load_splits(data or meta["data"], setting.train_subset, setting.test_subset)
     device = default_device(device)
     method.to(device)
     results = {**meta, "checkpoint": str(path), "epochs_trained": state["epoch"]}
-    results.update(_evaluate(method, train_ds, test_ds, device))
+    results.update(_evaluate(method, train_ds, test_ds, device, meta["profile"] if fine_tuning else None))
     return results
 
 
@@ -181,7 +189,10 @@ def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     )
 
 
-def _evaluate(method, train_ds, test_ds, device) -> dict:
+def _evaluate(method, train_ds, test_ds, device, fine_tune_profile: str | None = None) -> dict:
+    """The frozen-feature report for ssl / raw / random; with ``fine_tune_profile``, also end-to-end
+    training on the probe's label draws for that profile's step budget: from the SSL weights (``ssl``) and
+    from scratch (``random``). Raw pixels have no network to fine-tune."""
     scores = compare_baselines(method.backbone, train_ds, test_ds, device=device)
     results = {
         "probe": {k: v["probe"] for k, v in scores.items()},
@@ -189,6 +200,15 @@ def _evaluate(method, train_ds, test_ds, device) -> dict:
         "rankme": {k: v["rankme"] for k, v in scores.items()},
         "feature_std": {k: v["feature_std"] for k, v in scores.items()},
     }
+    if fine_tune_profile is not None:
+        steps = FINE_TUNE_STEPS[fine_tune_profile]
+        # No views: one protocol for every method, whatever augmentations its pre-training used.
+        splits = (train_ds.images, train_ds.labels, test_ds.images, test_ds.labels)
+        results["fine_tune_steps"] = steps
+        results["fine_tune"] = {
+            "ssl": fine_tune(method.backbone, *splits, steps=steps, device=device),
+            "random": supervised_baseline(method.backbone, *splits, steps=steps, device=device),
+        }
     if getattr(method, "uses_text", False) and getattr(test_ds, "tokens", None) is not None:
         results.update(_language_image_scores(method, test_ds))
     return results
@@ -237,12 +257,29 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+LABEL_KEYS = ("1", "10", "all")
+
+
 def format_results(results: dict) -> str:
-    """A small text table of probe and kNN accuracies for ssl / raw / random."""
-    lines = [f"{'encoder':<8} {'probe@1':>8} {'probe@10':>9} {'probe@all':>10} {'kNN':>7} {'RankMe':>7}"]
+    """A small text table of probe, kNN and (when the run fine-tuned) fine-tuning accuracies for ssl / raw /
+    random; the random row's fine-tuning is the network trained from scratch."""
+    tuned = results.get("fine_tune") or {}
+    header = f"{'encoder':<8} {'probe@1':>8} {'probe@10':>9} {'probe@all':>10} {'kNN':>7} {'RankMe':>7}"
+    if tuned:
+        header += f" {'ft@1':>7} {'ft@10':>7} {'ft@all':>7}"
+    lines = [header]
     for name, accs in results["probe"].items():
-        lines.append(
+        line = (
             f"{name:<8} {100 * accs['1']:>7.1f}% {100 * accs['10']:>8.1f}% {100 * accs['all']:>9.1f}% "
             f"{100 * results['knn'][name]:>6.1f}% {results['rankme'][name]:>7.1f}"
+        )
+        if tuned:
+            cells = [f"{100 * tuned[name][k]:>6.1f}%" if name in tuned else f"{'—':>7}" for k in LABEL_KEYS]
+            line += " " + " ".join(cells)
+        lines.append(line)
+    if tuned:
+        lines.append(
+            f"ft = fine-tuned end to end, {results.get('fine_tune_steps', '?')} steps per labelled draw "
+            "(ssl: from the SSL weights; random: the same network trained from scratch)"
         )
     return "\n".join(lines)

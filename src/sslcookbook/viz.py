@@ -27,6 +27,8 @@ __all__ = [
     "plot_matrices",
     "show_image_rows",
     "plot_patch_masks",
+    "plot_attention_maps",
+    "attention_mass_on",
 ]
 
 
@@ -664,5 +666,95 @@ def plot_patch_masks(
         ax.set_title(", ".join(parts), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def attention_mass_on(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Fraction of each attention map's mass on the masked pixels: maps B×heads×gh×gw (a ViT's
+    ``attention_maps``), masks bool B×H×W (H, W multiples of gh, gw) → B×heads in [0, 1].
+
+    Each map is renormalised to sum to 1 over the patches and spread evenly over its patch's pixels, so a
+    uniform map scores the masked area's fraction of the image: the chance level to compare with.
+    """
+    if maps.ndim != 4 or masks.ndim != 3 or maps.shape[0] != masks.shape[0]:
+        raise ValueError(
+            f"maps must be B×heads×gh×gw and masks B×H×W for the same B, got {tuple(maps.shape)} and "
+            f"{tuple(masks.shape)}"
+        )
+    maps = maps.detach().float().cpu()
+    covered = F.adaptive_avg_pool2d(masks.detach().float().cpu().unsqueeze(1), maps.shape[-2:])  # B×1×gh×gw
+    return (maps * covered).sum(dim=(2, 3)) / maps.sum(dim=(2, 3)).clamp_min(1e-12)
+
+
+def plot_attention_maps(
+    images: torch.Tensor,
+    maps,
+    masks: torch.Tensor | None = None,
+    n: int = 4,
+    scale: float = 1.5,
+    alpha: float = 0.65,
+    cmap: str = "inferno",
+):
+    """Attention maps over their images: per image, the image, each head's map and the mean over heads.
+
+    ``images``: B×C×H×W (uint8 or float in [0, 1]); ``maps``: B×heads×gh×gw (a ViT's ``attention_maps``,
+    the CLS token's attention to the patches, DINO's Figure 1), or a dict ``{name: maps}`` to compare
+    encoders (one row per image and name). Each map is upsampled to the image by repeating each patch's
+    value over its pixels (nearest) and scaled to its own maximum. With ``masks`` (bool B×H×W: the
+    object's pixels), the object's outline is drawn and each panel's title gives the map's mass on it
+    (:func:`attention_mass_on`; the object's area fraction is what a uniform map would score).
+    Returns the figure.
+    """
+    named = maps if isinstance(maps, dict) else {"": maps}
+    if not named:
+        raise ValueError("maps is an empty dict: pass {name: B×heads×gh×gw maps}")
+    for name, m in named.items():
+        if not isinstance(m, torch.Tensor) or m.ndim != 4 or m.shape[0] != images.shape[0]:
+            shape = tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__
+            raise ValueError(
+                f"maps{f' {name!r}' if name else ''} must be a B×heads×gh×gw tensor with one map per image "
+                f"({images.shape[0]}), got {shape}"
+            )
+    n = min(n, images.shape[0])
+    heads = max(m.shape[1] for m in named.values())
+    size = images.shape[-2:]
+    rows = [(i, name) for i in range(n) for name in named]
+    fig, axes = plt.subplots(
+        len(rows), heads + 2, figsize=(scale * (heads + 2), scale * len(rows)), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, (i, name) in enumerate(rows):
+        picture = _to_numpy_image(images[i])
+        grey = picture if picture.ndim == 2 else picture.mean(axis=-1)
+        m = named[name][i : i + 1].detach().float().cpu()
+        panels = [m[0, h] for h in range(m.shape[1])] + [m[0].mean(dim=0)]
+        mass = (
+            attention_mass_on(torch.stack(panels)[None], masks[i : i + 1])[0] if masks is not None else None
+        )
+        axes[r, 0].imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[r, 0].set_title(f"{name}\nimage {i}" if name else f"image {i}", fontsize=7)
+        for c, panel in enumerate(panels):
+            ax = axes[r, c + 1 if c < len(panels) - 1 else heads + 1]
+            up = F.interpolate(panel[None, None], size=size, mode="nearest")[0, 0]
+            ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.imshow(
+                (up / up.max().clamp_min(1e-12)).numpy(),
+                cmap=cmap,
+                vmin=0,
+                vmax=1,
+                alpha=alpha,
+                interpolation="nearest",
+            )
+            label = "mean" if c == len(panels) - 1 else f"head {c + 1}"
+            if masks is not None:
+                ax.contour(masks[i].float().cpu().numpy(), levels=[0.5], colors="cyan", linewidths=0.7)
+                label += f": {mass[c]:.0%} on object"
+            ax.set_title(label, fontsize=7)
+    if masks is not None:
+        area = masks[:n].float().mean().item()
+        fig.suptitle(
+            f"CLS attention over the image (object outlined; a uniform map puts {area:.0%} on it)", fontsize=9
+        )
     fig.tight_layout()
     return fig

@@ -7,7 +7,7 @@
 from .dataset import ImageDataset
 from .paired import PairedDataset, make_shape_pairs
 from .registry import available, default_root, load
-from .shapes import SHAPE_CLASSES, make_shapes
+from .shapes import SHAPE_CLASSES, make_shapes, make_shapes_with_masks
 from .text import WordTokenizer
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "PairedDataset",
     "WordTokenizer",
     "make_shape_pairs",
+    "make_shapes_with_masks",
 ]

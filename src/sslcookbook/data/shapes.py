@@ -91,8 +91,11 @@ def _shape_sdf(label: int, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     raise AssertionError(f"no signed distance function for class {name!r}")
 
 
-def _rasterise(labels: torch.Tensor, params: dict[str, torch.Tensor], size: int) -> torch.Tensor:
-    """Float images n×3×size×size in [0, 1] for one chunk of labels and per-image parameters."""
+def _rasterise(
+    labels: torch.Tensor, params: dict[str, torch.Tensor], size: int, return_coverage: bool = False
+):
+    """Float images n×3×size×size in [0, 1] for one chunk of labels and per-image parameters (and, with
+    ``return_coverage``, the shape's coverage of each pixel, n×size×size in [0, 1])."""
     n = labels.shape[0]
     coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1  # pixel centres in [-1, 1]
     gy, gx = torch.meshgrid(coords, coords, indexing="ij")
@@ -118,7 +121,8 @@ def _rasterise(labels: torch.Tensor, params: dict[str, torch.Tensor], size: int)
     background = bg_a + (bg_b - bg_a) * ramp
     foreground = params["fg"].view(n, 3, 1, 1)
     image = background + (foreground - background) * coverage
-    return image + params["noise_std"].view(n, 1, 1, 1) * params["noise"]
+    image = image + params["noise_std"].view(n, 1, 1, 1) * params["noise"]
+    return (image, coverage[:, 0]) if return_coverage else image
 
 
 def _vivid(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -129,6 +133,13 @@ def _vivid(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> 
 
 
 def make_shapes(n: int, size: int = 32, seed: int = 0, colour_shortcut: bool = False) -> ImageDataset:
+    """Generate ``n`` RGB images of ``SHAPE_CLASSES`` (:func:`make_shapes_with_masks` without the masks)."""
+    return make_shapes_with_masks(n, size, seed, colour_shortcut)[0]
+
+
+def make_shapes_with_masks(
+    n: int, size: int = 32, seed: int = 0, colour_shortcut: bool = False
+) -> tuple[ImageDataset, torch.Tensor]:
     """Generate ``n`` RGB images (uint8, n×3×size×size) of ``SHAPE_CLASSES``, deterministic in ``seed``.
 
     Labels are balanced (``n // 8`` or one more per class) and shuffled. Nuisances, all independent of
@@ -143,6 +154,9 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, colour_shortcut: bool = F
     that their outline stays legible at 16 px. Any crop of an image then shares its colours, so a
     view-matching method trained without colour distortion can match views by colour alone (SimCLR's
     Figure 5).
+
+    Returns the data set and the object masks, bool n×size×size: True where the shape covers at least
+    half of the pixel (what an attention map or a segmentation is scored against).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int (number of images), got {n!r}")
@@ -185,11 +199,13 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, colour_shortcut: bool = F
         params["scale"] = uniform(0.55, 0.85, n)
         params["cx"], params["cy"] = uniform(-0.15, 0.15, n), uniform(-0.15, 0.15, n)
     images = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    masks = torch.empty(n, size, size, dtype=torch.bool)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
         chunk = {key: value[start:stop] for key, value in params.items()}
         chunk["noise"] = torch.randn(stop - start, 3, size, size, generator=g)
-        pixels = _rasterise(labels[start:stop], chunk, size)
+        pixels, coverage = _rasterise(labels[start:stop], chunk, size, return_coverage=True)
         images[start:stop] = (pixels * 255).round_().clamp_(0, 255).to(torch.uint8)
+        masks[start:stop] = coverage >= 0.5
     variant = "shapes_colour_shortcut" if colour_shortcut else "shapes"
-    return ImageDataset(images, labels, list(SHAPE_CLASSES), f"{variant}-{size}px-seed{seed}")
+    return ImageDataset(images, labels, list(SHAPE_CLASSES), f"{variant}-{size}px-seed{seed}"), masks
