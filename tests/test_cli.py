@@ -267,8 +267,8 @@ def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_
     calls = {}
 
     def recorder(name):
-        def record(backbone, *splits, steps, lr, device):
-            calls[name] = (backbone, steps, [len(split) for split in splits], lr)
+        def record(backbone, *splits, steps, device):
+            calls[name] = (backbone, steps, [len(split) for split in splits])
             return {"1": 0.5, "10": 0.6, "all": 0.7}
 
         return record
@@ -281,9 +281,8 @@ def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_
     results = runner._evaluate(method, train, test, "cpu", "cpu")
     assert results["fine_tune_steps"] == FINE_TUNE_STEPS["cpu"]
     for name in ("ssl", "random"):
-        backbone, steps, sizes, lr = calls[name]
+        backbone, steps, sizes = calls[name]
         assert backbone is method.backbone and steps == FINE_TUNE_STEPS["cpu"] and sizes == [200, 200, 30, 30]
-        assert lr == runner.fine_tune_lr(method.backbone) == 5e-4
     assert "fine_tune" not in runner._evaluate(method, train, test, "cpu", None)
     text = runner.format_results(results)
     assert "70.0%" in text and text.splitlines()[2].split()[-3:] == ["—", "—", "—"]  # the raw row

@@ -176,7 +176,3 @@ def test_a_vit_recipe_runs_exports_and_reloads(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(encoder(images), method.backbone.eval()(images))
 
-
-def test_a_vit_fine_tunes_at_a_lower_learning_rate_than_the_cnns():
-    assert runner.fine_tune_lr(vit_tiny(depth=1)) == 1e-4
-    assert runner.fine_tune_lr(build_backbone("small_cnn", 1)) == 5e-4

@@ -19,7 +19,7 @@ from . import data as datasets
 from . import distributed
 from .evaluate import compare_baselines, embed, fine_tune, supervised_baseline
 from .methods import SSLMethod
-from .models import VisionTransformer, export_backbone
+from .models import export_backbone
 from .profiles import FINE_TUNE_STEPS, default_device, downloads_data
 from .recipes import Resolved, get_recipe
 from .train import fit, load_checkpoint
@@ -204,21 +204,14 @@ def _evaluate(method, train_ds, test_ds, device, fine_tune_profile: str | None =
         steps = FINE_TUNE_STEPS[fine_tune_profile]
         # No views: one protocol for every method, whatever augmentations its pre-training used.
         splits = (train_ds.images, train_ds.labels, test_ds.images, test_ds.labels)
-        lr = fine_tune_lr(method.backbone)
         results["fine_tune_steps"] = steps
         results["fine_tune"] = {
-            "ssl": fine_tune(method.backbone, *splits, steps=steps, lr=lr, device=device),
-            "random": supervised_baseline(method.backbone, *splits, steps=steps, lr=lr, device=device),
+            "ssl": fine_tune(method.backbone, *splits, steps=steps, device=device),
+            "random": supervised_baseline(method.backbone, *splits, steps=steps, device=device),
         }
     if getattr(method, "uses_text", False) and getattr(test_ds, "tokens", None) is not None:
         results.update(_language_image_scores(method, test_ds))
     return results
-
-
-def fine_tune_lr(backbone) -> float:
-    """The fine-tuning learning rate for a backbone: ``evaluate.fine_tune``'s 5e-4 for the CNNs, 1e-4 for a
-    ViT (without MAE's layer-wise decay, 5e-4 sent a ViT-Tiny fine-tuned on all the digits to 25%)."""
-    return 1e-4 if isinstance(backbone, VisionTransformer) else 5e-4
 
 
 def _language_image_scores(method, test_ds) -> dict:
