@@ -81,7 +81,6 @@ kernel (:func:`unsupported`); ``backend="auto"`` uses the reference for them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -89,6 +88,10 @@ import torch
 import torch.nn.functional as F
 
 from . import require_triton, triton_available
+from ._tiles import TileConfig as _TileConfig
+from ._tiles import dot_precision as _dot_precision
+from ._tiles import launch
+from ._tiles import smaller as _smaller  # noqa: F401  (the tests step through the fallback sizes)
 
 __all__ = ["AVAILABLE", "INTERPRETED", "info_nce", "info_nce_lse", "nt_xent", "unsupported"]
 
@@ -103,7 +106,7 @@ _FP16_TILE_SCALE = 2.0**15  # g·P ≤ 1 is multiplied by this before the cast t
 if triton_available():
     import triton
     import triton.language as tl
-    from triton.runtime.errors import OutOfResources
+    from triton.runtime.errors import OutOfResources  # noqa: F401  (what a launch that does not fit raises)
 
     @triton.jit
     def _load_rows(ptr, rows, row_ok, stride, feats, feat_ok):
@@ -263,14 +266,6 @@ else:
 # ----------------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _TileConfig:
-    block_out: int  # rows of the output block one program owns (kept on chip)
-    block_loop: int  # rows streamed through the inner loop per step
-    num_warps: int
-    num_stages: int  # software-pipelining depth of the streamed loads
-
-
 def _tile_config(block_d: int, element_size: int) -> _TileConfig:
     """Tile sizes for one embedding row of ``block_d · element_size`` bytes (no autotuning).
 
@@ -290,56 +285,15 @@ def _tile_config(block_d: int, element_size: int) -> _TileConfig:
     return _TileConfig(16, 16, 4, 2)
 
 
-def _smaller(config: _TileConfig) -> _TileConfig | None:
-    """The next smaller configuration to try after an out-of-resources error, or None."""
-    if config.num_stages > 2:
-        return dataclasses.replace(config, num_stages=config.num_stages - 1)
-    if config.block_loop > 16:
-        return dataclasses.replace(config, block_loop=config.block_loop // 2)
-    if config.block_out > 16:
-        return dataclasses.replace(config, block_out=config.block_out // 2)
-    if config.num_stages > 1:
-        return dataclasses.replace(config, num_stages=1)
-    return None
-
-
 _working_configs: dict[tuple, _TileConfig] = {}
 
 
-def _launch(kernel, n_out_rows: int, block_d: int, element_size: int, args: tuple, constants: dict) -> None:
-    """Launch ``kernel`` over blocks of ``n_out_rows`` rows; on OutOfResources retry with smaller tiles."""
-    key = (getattr(kernel, "__name__", repr(kernel)), block_d, element_size)
-    config = _working_configs.get(key) or _tile_config(block_d, element_size)
-    while True:
-        grid = (triton.cdiv(n_out_rows, config.block_out),)
-        try:
-            kernel[grid](
-                *args,
-                **constants,
-                BLOCK_OUT=config.block_out,
-                BLOCK_LOOP=config.block_loop,
-                BLOCK_D=block_d,
-                num_warps=config.num_warps,
-                num_stages=config.num_stages,
-            )
-        except OutOfResources:
-            smaller = _smaller(config)
-            if smaller is None:
-                raise
-            config = smaller
-            continue
-        _working_configs[key] = config
-        return
-
-
-def _dot_precision(dtype: torch.dtype) -> str:
-    """TF32 for fp32 tiles only when PyTorch's own fp32 matmuls use it, exact fp32 ("ieee") otherwise.
-
-    For 16-bit tiles the setting is ignored by Triton; pass its default, "tf32".
-    """
-    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
-        return "ieee"
-    return "tf32"
+def _launch(kernel, n_rows: int, block_d: int, element_size: int, args: tuple, constants: dict) -> None:
+    """Launch ``kernel`` over blocks of ``n_rows`` rows from this module's tile table (``_tiles.launch``)."""
+    launch(
+        kernel, n_rows, block_d, element_size, args, constants,
+        tile_config=_tile_config, working=_working_configs,
+    )
 
 
 def _block_d(dim: int) -> int:
