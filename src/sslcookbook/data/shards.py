@@ -51,6 +51,8 @@ DEFAULT_QUALITY = 90  # JPEG quality when re-encoding (--max-side without --qual
 _EXTENSIONS = ("jpg", "png", "webp", "bmp", "gif", "tiff", "ppm", "pgm")  # member suffixes of an image
 _PIL_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "GIF": "gif", "TIFF": "tiff"}
 _DECODE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError)
+# torchvision 0.29 warns on every decode that TorchCodec will take over its decoders; they still work.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -792,7 +794,9 @@ def fit_streaming(
 
     device = default_device(device)
     world, rank = distributed.world_size(), distributed.rank()
-    if hasattr(method, "before_epoch"):
+    from ..methods.base import SSLMethod
+
+    if getattr(type(method), "before_epoch", SSLMethod.before_epoch) is not SSLMethod.before_epoch:
         raise TypeError(
             f"{type(method).__name__} needs the whole data set at every epoch start (before_epoch), which a "
             "stream does not hold: train it on an in-memory data set (folder:, or ShardDataset.materialize())"
