@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -334,3 +335,29 @@ def test_cifar10_jpeg_copy_streams_and_trains(tmp_path):
         method, stream, views, epochs=1, batch_size=64, max_steps_per_epoch=2, progress=False, device="cpu"
     )
     assert len(history.steps) == 2 and all(np.isfinite(history.losses))
+
+
+def _fit_rank(rank: int, shards: str, out: str) -> None:
+    from sslcookbook.train import fit
+
+    method, views = _simclr(12)
+    stream = data.load(f"shards:{shards}?size=12")
+    history = fit(method, stream, views, epochs=1, batch_size=8, progress=False, device="cpu")
+    vector = torch.nn.utils.parameters_to_vector(method.parameters()).detach()
+    torch.save(
+        {"steps": len(history.steps), "params": vector, "shards": stream.rank_shards()}, f"{out}/{rank}.pt"
+    )
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SSLCOOKBOOK_GLOO_SHARDS"),
+    reason="two spawned gloo processes take 15 s to 2 min on 2 cores: set SSLCOOKBOOK_GLOO_SHARDS=1 to run",
+)
+def test_fit_on_two_gloo_ranks_splits_the_shards_and_stays_in_step(tmp_path, packed):
+    from gloo_group import run_on_ranks
+
+    run_on_ranks(_fit_rank, str(packed[1]), str(tmp_path), world=2)
+    first, second = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
+    assert first["steps"] == second["steps"] == 3  # 12 images per rank, local batches of 4
+    assert sorted(first["shards"] + second["shards"]) == list(range(6))
+    assert torch.equal(first["params"], second["params"])  # DDP kept the replicas equal
