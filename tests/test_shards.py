@@ -361,3 +361,19 @@ def test_fit_on_two_gloo_ranks_splits_the_shards_and_stays_in_step(tmp_path, pac
     assert first["steps"] == second["steps"] == 3  # 12 images per rank, local batches of 4
     assert sorted(first["shards"] + second["shards"]) == list(range(6))
     assert torch.equal(first["params"], second["params"])  # DDP kept the replicas equal
+
+
+def test_a_folder_above_the_threshold_streams(tmp_path, monkeypatch):
+    folder = make_folder(tmp_path / "src", per_class=4, sizes=((16, 16), (16, 24)))
+    (folder / "ant" / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot decode image"):  # below the threshold: decoded into memory
+        data.load(f"folder:{folder}", root=tmp_path / "cache")
+    monkeypatch.setenv("SSLCOOKBOOK_STREAM_ABOVE_MB", "0.001")  # 13 images of ~1 KB decoded each
+    stream = data.load(f"folder:{folder}", root=tmp_path / "cache")
+    assert isinstance(stream, ShardDataset) and len(stream) == 13 and stream.size == 16
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        images, labels, indices, _ = next(iter(stream.with_options(train=False, batch_size=32).batches()))
+    assert images.shape == (12, 3, 16, 16) and torch.bincount(labels).tolist() == [4, 4, 4]
+    monkeypatch.setenv("SSLCOOKBOOK_STREAM_ABOVE_MB", "lots")
+    with pytest.raises(ValueError, match="must be a number of megabytes"):
+        data.load(f"folder:{folder}", root=tmp_path / "cache")

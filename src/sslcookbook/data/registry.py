@@ -81,6 +81,8 @@ def load(
     - ``cifar10``, ``cifar100``, ``stl10``, ``mnist``, ``fashion_mnist``: torchvision's files under
       ``root``; ``download=True`` fetches them when missing.
     - ``folder:<path>``: an ImageFolder tree; its decoded tensors are cached under ``root/folder-cache``.
+      A tree whose decoded size would pass ``$SSLCOOKBOOK_STREAM_ABOVE_MB`` (default 4096) is streamed
+      instead, as a ``ShardDataset`` over its files (``data/shards.py``, ``folder_stream``).
     - ``shape_pairs``, ``digit_pairs``, ``pairs:<path>``: image–caption pairs (a ``PairedDataset``, see
       ``data/paired.py``): generated shapes captioned with their attributes (3×24×24, 4,000 train / 1,000
       test, held-out colour–shape combinations), the digits with templated captions, or a folder of
@@ -101,8 +103,10 @@ def load(
         if not path:
             raise ValueError("folder: needs a path, e.g. load('folder:~/pictures/pets')")
         from .folder import load_folder
+        from .shards import folder_stream
 
-        return load_folder(path, split, data_root)
+        stream = folder_stream(path, split)  # above $SSLCOOKBOOK_STREAM_ABOVE_MB decoded: streamed
+        return stream if stream is not None else load_folder(path, split, data_root)
     if name.startswith(PAIRS_PREFIX):
         path = name[len(PAIRS_PREFIX) :]
         if not path:

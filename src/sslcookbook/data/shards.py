@@ -23,6 +23,7 @@ world size and worker count. Resuming: see ``fit_streaming``.
 
 from __future__ import annotations
 
+import contextlib
 import glob as globbing
 import io
 import json
@@ -247,6 +248,26 @@ def _tar_samples(path: str) -> Iterator[dict]:
     yield from group_by_keys(members())
 
 
+def _shard_samples(shard: str | tuple) -> Iterator[dict]:
+    """The samples of a tar shard (a path) or of a chunk of an image folder (``(file, label)`` pairs)."""
+    if isinstance(shard, str):
+        yield from _tar_samples(shard)
+        return
+    for file, label in shard:
+        suffix = Path(file).suffix.lower().lstrip(".")
+        suffix = {"jpeg": "jpg", "tif": "tiff"}.get(suffix, suffix)
+        try:
+            payload = Path(file).read_bytes()
+        except OSError as error:
+            warnings.warn(f"cannot read {file} ({error}): skipped", stacklevel=2)
+            continue
+        yield {
+            "__key__": file,
+            suffix if suffix in _EXTENSIONS else "jpg": payload,
+            "cls": str(label).encode(),
+        }
+
+
 def _image_member(sample: dict) -> tuple[str, bytes] | None:
     for suffix in _EXTENSIONS:
         if suffix in sample:
@@ -439,8 +460,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
         for shard in shard_ids:
             crops = _seeded(self.seed, self.epoch, 1, shard)
             path = self.shards[shard]
-            for position, sample in enumerate(_tar_samples(path)):
-                where = f"sample {sample.get('__key__')!r} of shard {path}"
+            for position, sample in enumerate(_shard_samples(path)):
+                where = f"sample {sample.get('__key__')!r}" + (
+                    f" of shard {path}" if isinstance(path, str) else ""
+                )
                 member = _image_member(sample)
                 if member is None:
                     members = sorted(k for k in sample if not k.startswith("__"))
@@ -893,3 +916,76 @@ def fit_streaming(
         raise
     bar.close()
     return history
+
+
+# ---------------------------------------------------------------------------------------------------------
+# folder: trees too large for memory stream too
+
+STREAM_ABOVE_ENV = "SSLCOOKBOOK_STREAM_ABOVE_MB"
+DEFAULT_STREAM_ABOVE_MB = 4096.0
+FOLDER_CHUNK = 1000  # files per chunk: a folder's "shard"
+
+
+def stream_threshold_mb() -> float:
+    """Decoded size (MB) above which ``folder:`` streams: ``$SSLCOOKBOOK_STREAM_ABOVE_MB``, else 4096."""
+    text = os.environ.get(STREAM_ABOVE_ENV)
+    if not text:
+        return DEFAULT_STREAM_ABOVE_MB
+    try:
+        return float(text)
+    except ValueError as error:
+        raise ValueError(f"{STREAM_ABOVE_ENV}={text!r} must be a number of megabytes, e.g. 4096") from error
+
+
+def _estimated_mb(files: list[tuple[str, int]], sample: int = 32) -> float:
+    """Decoded uint8 RGB size of ``files``, from the header sizes of up to ``sample`` of them."""
+    step = max(1, len(files) // sample)
+    pixels = []
+    for file, _ in files[::step][:sample]:
+        try:
+            with Image.open(file) as image:
+                pixels.append(image.width * image.height)
+        except _DECODE_ERRORS:
+            continue
+    return len(files) * 3 * (float(np.median(pixels)) if pixels else 0.0) / 2**20
+
+
+def folder_stream(
+    path: str | os.PathLike, split: str, threshold_mb: float | None = None
+) -> ShardDataset | None:
+    """A ``ShardDataset`` over the ImageFolder tree at ``path`` (chunks of ``FOLDER_CHUNK`` files in a
+    seeded shuffled order act as its shards) when its decoded size would exceed ``threshold_mb``
+    (default ``stream_threshold_mb()``); ``None`` below it, where ``folder:`` decodes it into memory.
+    Packing it (``sslcookbook pack``) reads faster: one file per shard instead of one per image."""
+    tree = Path(path).expanduser()
+    if not tree.is_dir():
+        return None  # load_folder names the problem
+    try:
+        found, classes = _sources(tree)
+    except ValueError:
+        return None
+    if split not in found:
+        return None
+    files = found[split]
+    limit = stream_threshold_mb() if threshold_mb is None else threshold_mb
+    estimate = _estimated_mb(files)
+    if estimate <= limit:
+        return None
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0)).tolist()
+    shuffled = [files[i] for i in order]
+    chunks = [tuple(shuffled[i : i + FOLDER_CHUNK]) for i in range(0, len(shuffled), FOLDER_CHUNK)]
+    side = []
+    for file, _ in shuffled[:32]:
+        with contextlib.suppress(*_DECODE_ERRORS), Image.open(file) as image:
+            side.append(min(image.size))
+    print(
+        f"folder:{tree} would take about {estimate:,.4g} MB decoded (above {limit:,.4g} MB, "
+        f"${STREAM_ABOVE_ENV}): streaming it from the files; `sslcookbook pack {tree} OUT` reads faster"
+    )
+    return ShardDataset(
+        list(chunks),
+        [len(c) for c in chunks],
+        classes,
+        name=f"folder:{tree}/{split}",
+        size=min(224, int(np.median(side))) if side else 224,
+    )
