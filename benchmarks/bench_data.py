@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--cifar", type=int, default=4096, help="CIFAR-10 test images used")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the best is kept")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[96, 224], help="crop sides, generated set")
+    parser.add_argument("--no-cifar", action="store_true", help="skip the CIFAR-10 copy")
     parser.add_argument("--tmp", default="/tmp/sslcookbook-bench-data")
     parser.add_argument("--quick", action="store_true", help="256 images, one size: checks the script runs")
     parser.add_argument("--no-write", action="store_true")
@@ -195,10 +197,10 @@ def main() -> None:
         (
             "generated",
             make_jpeg_folder(tmp / f"jpeg-{args.count}", args.count),
-            (96,) if args.quick else (96, 224),
+            (96,) if args.quick else tuple(args.sizes),
         )
     ]
-    cifar = cifar_folder(tmp / f"cifar-{args.cifar}", args.cifar)
+    cifar = None if args.no_cifar else cifar_folder(tmp / f"cifar-{args.cifar}", args.cifar)
     if cifar is None:
         print(f"no CIFAR-10 JPEG copy at {CIFAR}: skipping that data set")
     else:
@@ -257,7 +259,15 @@ def main() -> None:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"data_cpu_{re.sub(r'[^a-z0-9]+', '-', meta['device'].lower()).strip('-')[:40]}"
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    json_path = RESULTS / f"{stem}.json"
+    for r in rows:
+        r["meta"] = meta
+    if json_path.exists():  # rows of earlier runs for other data/size pairs are kept, each with its meta
+        measured = {(r["data"], r["size"]) for r in rows}
+        earlier = json.loads(json_path.read_text())["rows"]
+        rows = [r for r in earlier if (r["data"], r["size"]) not in measured] + rows
+    rows.sort(key=lambda r: (r["data"], r["size"]))
+    json_path.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
     lines = [
         "# Decode + SimCLR views: streamed shards vs in memory vs torchvision ImageFolder (CPU)",
         "",
@@ -267,23 +277,31 @@ def main() -> None:
         "torchvision ImageFolder + per-sample PIL transforms twice, in the same number of workers.",
         "Written by `benchmarks/bench_data.py`.",
         "",
-        f"{meta['date_utc']} UTC, {meta['device']}, torch {meta['torch']},",
-        f"torchvision {meta['torchvision']}, Pillow {meta['pillow']}, main process 1 thread, niceness",
-        f"{meta['nice']}; load average (1/5/15 min) {meta['load_average_start']} at start,",
-        f"{meta['load_average_end']} at the end: the machine was shared with other jobs, so the absolute",
-        "figures are low and noisy; the ratios are the point.",
+        "Each row names its date (UTC), niceness and the load average (1/5/15 min) at its start and end:",
+        "the machine was shared with other jobs, so the wall-clock figures are low and noisy; the CPU cost",
+        "per image does not depend on the load. Device, versions: "
+        f"{meta['device']}, torch {meta['torch']}, torchvision {meta['torchvision']},",
+        f"Pillow {meta['pillow']}, main process 1 thread.",
         "",
-        "| data | images | size | batch | workers | (a) stream | (a) loader only | (b) memory "
-        "| (c) ImageFolder | (a)/(c) wall | (a)/(c) CPU | pack |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| date | nice | load 1 min | data | images | size | batch | workers | (a) stream | (a) loader only "
+        "| (b) memory | (c) ImageFolder | (a)/(c) wall | (a)/(c) CPU | pack |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = [r["data"], r["images"], r["size"], r["batch"], r["workers"]]
+        m = r["meta"]
+        cells = [m["date_utc"], f"{m['nice']}", f"{m['load_average_start'][0]}→{m['load_average_end'][0]}"]
+        cells += [r["data"], r["images"], r["size"], r["batch"], r["workers"]]
         for key in ("stream", "stream_loader_only", "memory", "imagefolder"):
             cells.append(f"{r[key]:,.0f} img/s ({r[key + '_cpu_ms_per_image']:.2f} ms)")
         cells += [f"{r['stream_over_imagefolder']:.2f}×", f"{r['stream_over_imagefolder_cpu']:.2f}×"]
         cells.append(f"{r['pack_images_per_s']:,.0f} img/s")
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    notes = [
+        f"- {r['meta']['date_utc']}, {r['data']} {r['size']} px: {r['meta']['note']}"
+        for r in rows
+        if "note" in r["meta"]
+    ]
+    lines += ["", *notes] if notes else []
     lines += [
         "",
         "Each cell: images per second (wall clock, best of the interleaved repeats) and, in brackets, CPU",

@@ -377,3 +377,32 @@ def test_a_folder_above_the_threshold_streams(tmp_path, monkeypatch):
     monkeypatch.setenv("SSLCOOKBOOK_STREAM_ABOVE_MB", "lots")
     with pytest.raises(ValueError, match="must be a number of megabytes"):
         data.load(f"folder:{folder}", root=tmp_path / "cache")
+
+
+def test_batched_decode_path_runs_on_the_cpu_too(tmp_path):
+    """The GPU path (encoded bytes to the main process, one ``decode_jpeg`` call per batch) run with
+    device="cpu", where torchvision accepts the same list call: the same images and labels come out."""
+    folder = make_folder(tmp_path / "src", per_class=2, sizes=((16, 16), (16, 24)))
+    pack(folder, tmp_path / "out", shard_size=3)
+    stream = data.load(f"shards:{tmp_path / 'out'}?size=16").with_options(train=False, batch_size=6)
+    encoded = stream.with_options(decode_device="cuda")  # workers leave the bytes encoded
+    rows = list(encoded._samples(range(len(encoded.shards))))
+    assert all(isinstance(image, tuple) and image[0] == "jpg" for image, *_ in rows)
+    images, labels, indices, _ = encoded._decode_on_device(rows, torch.device("cpu"))
+    expected = next(iter(stream.with_options(batch_size=6).batches()))
+    assert torch.equal(labels, expected[1]) and torch.equal(indices, expected[2])
+    assert torch.equal(images, expected[0])  # centre crops: no randomness, the same pixels
+
+
+def test_subset_split_and_evaluation_sets_cut_whole_shards(packed):
+    from sslcookbook.data.shards import evaluation_sets
+
+    stream = data.load(f"shards:{packed[1]}?size=8")
+    small = stream.subset(6, seed=0)
+    assert len(small.shards) == 2 and len(small) == 8 and set(small.shards) <= set(stream.shards)
+    rest, held = stream.split(0.2, seed=0)
+    assert len(held.shards) == 1 and sorted(rest.shards + held.shards) == sorted(stream.shards)
+    train, test = evaluation_sets(rest, held, n=10)
+    assert train.images.shape == (10, 3, 8, 8) and test.images.shape == (4, 3, 8, 8)
+    with pytest.raises(ValueError, match="has no test split"):  # as folder: says, so run_recipe holds out
+        data.load(f"shards:{packed[1]}", "test")

@@ -564,6 +564,37 @@ class ShardDataset(torch.utils.data.IterableDataset):
         out = torch.stack([self._crop(image, crops) for image in decoded])
         return out, torch.tensor(labels), torch.tensor(indices), torch.tensor(shards)
 
+    def _shard_subset(self, keep: list[int], tag: str) -> ShardDataset:
+        keep = sorted(keep)
+        return self.with_options(
+            shards=[self.shards[s] for s in keep],
+            counts=[self.counts[s] for s in keep],
+            name=f"{self.name}[{tag}]",
+        )
+
+    def subset(self, n: int, seed: int = 0) -> ShardDataset:
+        """The fewest whole shards, drawn at random (``seed``), that hold at least ``n`` images: a stream
+        is cut at shard granularity (``len`` says how many images it kept)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"subset size n must be a positive int, got {n!r}")
+        if n >= len(self):
+            return self
+        order = torch.randperm(len(self.shards), generator=torch.Generator().manual_seed(seed)).tolist()
+        total = np.cumsum([self.counts[s] for s in order])
+        return self._shard_subset(order[: int(np.searchsorted(total, n)) + 1], f"subset {n}, seed {seed}")
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[ShardDataset, ShardDataset]:
+        """``(rest, held_out)`` at shard granularity: a seeded ``fraction`` of the shards (at least one,
+        and at least one left) held out, e.g. as the test split of a pack without one."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"split fraction must lie strictly between 0 and 1, got {fraction!r}")
+        if len(self.shards) < 2:
+            raise ShardError(f"{self.name} has one shard: pack it with a smaller --shard-size to split it")
+        order = torch.randperm(len(self.shards), generator=torch.Generator().manual_seed(seed)).tolist()
+        k = min(len(order) - 1, max(1, round(fraction * len(order))))
+        tag = f"{fraction:g} of the shards held out, seed {seed}"
+        return self._shard_subset(order[k:], f"rest of {tag}"), self._shard_subset(order[:k], tag)
+
     def materialize(self, n: int | None = None) -> ImageDataset:
         """The first ``n`` images (all by default) of an in-order evaluation pass, centre-cropped, as an
         in-memory ImageDataset: for the small held-out sets a monitor or a notebook needs."""
@@ -662,6 +693,11 @@ def load_shards(spec: str, split: str = "train") -> ShardDataset:
     path = Path(path_text).expanduser()
     if path.is_dir():
         folder = path / split if (path / split / INDEX_NAME).is_file() else path
+        if split == "test" and (path / "train" / INDEX_NAME).is_file() and not (path / "test").is_dir():
+            raise ValueError(
+                f"{path} has no test split (the packed folder had no test/ sub-folder): load split='train', "
+                "or hold out shards with ShardDataset.split(fraction)"
+            )
         if not (folder / INDEX_NAME).is_file():
             which = "" if split == "train" else f" (no {split}/ split was packed)"
             raise FileNotFoundError(
@@ -989,3 +1025,13 @@ def folder_stream(
         name=f"folder:{tree}/{split}",
         size=min(224, int(np.median(side))) if side else 224,
     )
+
+
+EVALUATION_IMAGES = 10_000
+
+
+def evaluation_sets(train, test, n: int = EVALUATION_IMAGES) -> tuple[ImageDataset, ImageDataset]:
+    """In-memory, centre-cropped first ``n`` images of each streamed split (an in-memory split is
+    returned as it is), for the reports that need tensors (``compare_baselines``, figures); memory is
+    bounded by ``n``. ``evaluate.embed_stream`` embeds a whole split without this bound."""
+    return tuple(d.materialize(min(n, len(d))) if is_streaming(d) else d for d in (train, test))
