@@ -1,4 +1,4 @@
-"""Command line: ``sslcookbook list | show | run | eval | export``.
+"""Command line: ``sslcookbook list | show | run | eval | export | pack``.
 
 ``--set KEY=VALUE`` (repeatable) overrides any knob of a recipe by dotted key: ``train.<field>``,
 ``method.<argument>``, ``views.<argument>``, ``backbone.<argument>``, ``data``, ``backbone``, ``views``.
@@ -71,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     export.add_argument("checkpoint", help="a last.pt written by `run` (OUT/checkpoints/last.pt)")
     export.add_argument("out", help="the .safetensors file to write")
+
+    pack = sub.add_parser(
+        "pack", help="pack an ImageFolder tree (or a 'path,class' list file) into WebDataset shards"
+    )
+    pack.add_argument("folder", help="FOLDER/<class>/<image> (or FOLDER/{train,test}/...), or a list file")
+    pack.add_argument("out", help="output folder: OUT/<split>/shard-NNNNNN.tar + index.json (shards:OUT)")
+    pack.add_argument("--shard-size", type=int, default=1000, help="images per shard (default 1000)")
+    pack.add_argument("--max-side", type=int, help="re-encode as JPEG with the longer side at most this")
+    pack.add_argument("--quality", type=int, help="re-encode as JPEG at this quality (1..100)")
+    pack.add_argument("--seed", type=int, default=0, help="seed of the order the images are packed in")
 
     args = parser.parse_args(argv)
     try:
@@ -149,7 +159,27 @@ def _dispatch(args) -> int:
         path = export_checkpoint(args.checkpoint, args.out)
         print(f"wrote {path}: load it with sslcookbook.models.load_backbone({str(path)!r})")
         return 0
+    if args.command == "pack":
+        return _pack(args)
     raise AssertionError(args.command)
+
+
+def _pack(args) -> int:
+    from .data.shards import pack
+
+    indexes = pack(
+        args.folder, args.out, shard_size=args.shard_size, max_side=args.max_side, quality=args.quality,
+        seed=args.seed,
+    )  # fmt: skip
+    for split, index in indexes.items():
+        skipped = len(index["skipped"])
+        print(
+            f"{split}: {index['count']} images of {len(index['classes'])} classes in {len(index['shards'])} "
+            f"shards under {args.out}/{split}; {skipped} unreadable files skipped"
+            + (" (named above and in index.json)" if skipped else "")
+        )
+    print(f"train on them with: sslcookbook run RECIPE --data shards:{args.out}")
+    return 0
 
 
 if __name__ == "__main__":

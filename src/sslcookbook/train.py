@@ -152,6 +152,13 @@ def fit(
         the ``History`` (also stored in the checkpoint).
     """
     config = (config or TrainConfig()).replace(**overrides)
+    if getattr(dataset, "streaming", False):  # shards: streamed per batch, the loop of data/shards.py
+        from .data.shards import fit_streaming
+
+        return fit_streaming(
+            method, dataset, views, config, device=device, checkpoint_dir=checkpoint_dir, resume=resume,
+            progress=progress, on_epoch_end=on_epoch_end, meta=meta, monitor_data=monitor_data,
+        )  # fmt: skip
     device = default_device(device)
     images, labels = _device_tensors(dataset, device)
     world, rank = distributed.world_size(), distributed.rank()

@@ -21,4 +21,8 @@ __all__ = [
     "WordTokenizer",
     "make_shape_pairs",
     "make_shapes_with_masks",
+    "ShardDataset",
+    "pack",
 ]
+
+from .shards import ShardDataset, pack  # noqa: E402  (streamed shards; appended after the core names)

@@ -14,11 +14,13 @@ _TORCHVISION = ("cifar10", "cifar100", "stl10", "mnist", "fashion_mnist")
 FOLDER_PREFIX = "folder:"
 _PAIRED = ("shape_pairs", "digit_pairs")  # image-caption pairs (data/paired.py), generated offline
 PAIRS_PREFIX = "pairs:"
+SHARDS_PREFIX = "shards:"  # WebDataset shards written by `sslcookbook pack`, streamed (data/shards.py)
 
 
 def available() -> list[str]:
     """Names ``load`` accepts: built-in sets (no download), torchvision sets, and ``folder:<path>``."""
-    return [*_BUILTIN, *_TORCHVISION, f"{FOLDER_PREFIX}<path>", *_PAIRED, f"{PAIRS_PREFIX}<path>"]
+    return [*_BUILTIN, *_TORCHVISION, f"{FOLDER_PREFIX}<path>", *_PAIRED, f"{PAIRS_PREFIX}<path>",
+            f"{SHARDS_PREFIX}<path or glob>"]  # fmt: skip
 
 
 def default_root() -> Path:
@@ -79,10 +81,14 @@ def load(
     - ``cifar10``, ``cifar100``, ``stl10``, ``mnist``, ``fashion_mnist``: torchvision's files under
       ``root``; ``download=True`` fetches them when missing.
     - ``folder:<path>``: an ImageFolder tree; its decoded tensors are cached under ``root/folder-cache``.
+      A tree whose decoded size would pass ``$SSLCOOKBOOK_STREAM_ABOVE_MB`` (default 4096) is streamed
+      instead, as a ``ShardDataset`` over its files (``data/shards.py``, ``folder_stream``).
     - ``shape_pairs``, ``digit_pairs``, ``pairs:<path>``: image–caption pairs (a ``PairedDataset``, see
       ``data/paired.py``): generated shapes captioned with their attributes (3×24×24, 4,000 train / 1,000
       test, held-out colour–shape combinations), the digits with templated captions, or a folder of
       images with a captions.csv / captions.jsonl.
+    - ``shards:<path or glob>``: WebDataset shards written by ``sslcookbook pack`` (``pack``), returned
+      as a streaming ``ShardDataset`` (``data/shards.py``): decoded per batch, never held in memory.
 
     ``root`` defaults to ``default_root()``. Built-in sets are cached in memory and shared between
     calls: treat the returned tensors as read-only.
@@ -97,8 +103,10 @@ def load(
         if not path:
             raise ValueError("folder: needs a path, e.g. load('folder:~/pictures/pets')")
         from .folder import load_folder
+        from .shards import folder_stream
 
-        return load_folder(path, split, data_root)
+        stream = folder_stream(path, split)  # above $SSLCOOKBOOK_STREAM_ABOVE_MB decoded: streamed
+        return stream if stream is not None else load_folder(path, split, data_root)
     if name.startswith(PAIRS_PREFIX):
         path = name[len(PAIRS_PREFIX) :]
         if not path:
@@ -106,6 +114,13 @@ def load(
         from .paired import load_pairs
 
         return load_pairs(path, split)
+    if name.startswith(SHARDS_PREFIX):
+        spec = name[len(SHARDS_PREFIX) :]
+        if not spec:
+            raise ValueError("shards: needs a path, e.g. load('shards:~/packed') after `sslcookbook pack`")
+        from .shards import load_shards
+
+        return load_shards(spec, split)
     key = name.lower()
     if key in _PAIRED:
         return _paired(key, split)

@@ -69,3 +69,32 @@ def embed(
     if not chunks:
         raise ValueError("images is empty: nothing to embed")
     return torch.cat(chunks)
+
+
+def embed_stream(
+    encoder: Callable[[Tensor], Tensor],
+    dataset,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+    workers: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Frozen features and labels of a streamed data set (a ``ShardDataset``, ``data.load("shards:...")``):
+    ``(float32 N×D, int64 N)`` on the CPU, with the images read, centre-cropped and embedded one batch
+    at a time (``embed`` on each), in shard order, so that only the features are ever held. The whole
+    set is read in this process (every shard, whatever the rank). kNN and probes take the result as they
+    take ``embed``'s: ``knn_accuracy(*embed_stream(f, train), *embed_stream(f, test))``."""
+    if not getattr(dataset, "streaming", False):
+        raise TypeError(
+            f"embed_stream needs a streamed data set (data.load('shards:...')), got "
+            f"{type(dataset).__name__}; embed an in-memory one with embed(encoder, dataset.images)"
+        )
+    stream = dataset.with_options(
+        train=False, batch_size=batch_size, rank=0, world_size=1, skip_shards=frozenset()
+    )
+    features, labels = [], []
+    for images, batch_labels, _, _ in stream.batches(workers=workers):
+        features.append(embed(encoder, images, batch_size=batch_size, device=device))
+        labels.append(batch_labels)
+    if not features:
+        raise ValueError(f"{dataset.name} yielded no images: nothing to embed")
+    return torch.cat(features), torch.cat(labels)
