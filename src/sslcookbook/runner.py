@@ -17,6 +17,7 @@ import torch
 
 from . import data as datasets
 from . import distributed
+from .data.shards import evaluation_sets
 from .evaluate import compare_baselines, embed, fine_tune, supervised_baseline
 from .methods import SSLMethod
 from .models import export_backbone
@@ -31,7 +32,7 @@ def load_splits(name: str, train_subset: int | None = None, test_subset: int | N
     try:
         test = datasets.load(name, "test", download=download)
     except ValueError as e:
-        if not name.startswith("folder:"):
+        if not name.startswith(("folder:", "shards:")):
             raise
         print(f"{e}: holding out 10% of the training images for evaluation")
         train, test = train.split(0.1, seed=0)
@@ -116,6 +117,7 @@ def run_recipe(
     seconds = time.perf_counter() - start
     if not distributed.is_main_process():
         return {}
+    train_ds, test_ds = evaluation_sets(train_ds, test_ds)  # streamed splits: their first 10,000 images
 
     results = {
         **meta,
@@ -164,6 +166,7 @@ def evaluate_checkpoint(
     method, resolved, state = load_trained_method(path)
     meta, setting = state["meta"], resolved.setting
     train_ds, test_ds = load_splits(data or meta["data"], setting.train_subset, setting.test_subset)
+    train_ds, test_ds = evaluation_sets(train_ds, test_ds)
     device = default_device(device)
     method.to(device)
     results = {**meta, "checkpoint": str(path), "epochs_trained": state["epoch"]}
