@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from .methods.semi import Classifier
 from .models.backbones import build_backbone
 from .profiles import active_profile
+from .recipes import get_recipe
 from .semi_train import SemiConfig
+from .train import fit
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,25 @@ def semi_setting(profile: str | None = None) -> SemiSetting:
         config=dataclasses.replace(setting.config),
         methods={k: dict(v) for k, v in setting.methods.items()},
     )
+
+
+def ssl_pretrain(train, profile: str | None = None, progress: bool = False, device=None, **train_overrides):
+    """The ``simclr`` recipe of ``profile`` trained on ``train`` (no labels) with the semi-supervised
+    setting's backbone (same architecture as the classifiers it is compared with); returns the backbone.
+
+    ``train_overrides`` replace fields of the recipe's ``TrainConfig`` (e.g. ``epochs=20``)."""
+    setting = semi_setting(profile)
+    overrides = {"backbone": setting.backbone}
+    overrides.update({f"backbone.{k}": v for k, v in setting.backbone_kwargs.items()})
+    resolved = get_recipe("simclr").resolve(profile, overrides)
+    method = resolved.build(train.image_shape[0], train.image_shape[-1])
+    fit(
+        method,
+        train,
+        resolved.views(train.image_shape),
+        resolved.setting.train,
+        device=device,
+        progress=progress,
+        **train_overrides,
+    )
+    return method.backbone

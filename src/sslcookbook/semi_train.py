@@ -258,20 +258,23 @@ def noisy_student(
     eval_data=None,
     device=None,
     progress: bool = False,
+    teacher: Classifier | None = None,
 ) -> tuple[Classifier, list[float]]:
     """Noisy Student (Xie et al. 2020): a teacher trained on the labels, then ``iterations`` times a fresh
     *noised* student (strong views, dropout) trained on the labels and the teacher's soft labels of the
     unlabelled images (:class:`~sslcookbook.methods.semi.Distillation`), which becomes the next teacher.
 
-    ``build_model()`` makes a fresh classifier. Returns the last student and, when ``eval_data`` is given,
-    its accuracy after each stage (teacher first).
+    ``build_model()`` makes a fresh classifier; ``teacher`` (a classifier already trained on the labels)
+    skips the first training. Returns the last student and, when ``eval_data`` is given, its accuracy
+    after each stage (teacher first).
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
-    teacher = SupervisedOnly(build_model())
-    train_semi(teacher, split, views, config, device=device, progress=progress)
+    if teacher is None:
+        teacher = build_model()
+        train_semi(SupervisedOnly(teacher), split, views, config, device=device, progress=progress)
     scores = [accuracy(teacher, eval_data)] if eval_data is not None else []
-    model = teacher.model
+    model = teacher
     for i in range(iterations):
         student = Distillation(build_model(), model, temperature=temperature, noised=True)
         train_semi(
@@ -294,6 +297,7 @@ def simclrv2(
     temperature: float = 1.0,
     device=None,
     progress: bool = False,
+    fine_tuned: Classifier | None = None,
 ) -> dict:
     """SimCLRv2's semi-supervised recipe (Chen et al. 2020, *Big self-supervised models are strong
     semi-supervised learners*): (1) a self-supervised backbone (``pretrained_backbone``, e.g. the simclr
@@ -308,4 +312,4 @@ def simclrv2(
         build_model(), fine.model, temperature=temperature, noised=False, supervised_weight=0.0
     )
     train_semi(student, split, views, config.replace(seed=config.seed + 1), device=device, progress=progress)
-    return {"fine_tuned": fine.model, "student": student.model}
+    return {"fine_tuned": fine_tuned, "student": student.model}

@@ -99,7 +99,8 @@ def mean_teacher_consistency(student_logits: Tensor, teacher_logits: Tensor) -> 
 
     .. math::  J = \frac{1}{N C}\sum_{n=1}^{N} \| \sigma(z_S(n)) - \sigma(z_T(n)) \|^2
 
-    with σ the softmax, averaged over images and classes, as the reference code's ``softmax_mse_loss`` (summed, / C, / N).
+    with σ the softmax, averaged over images and classes, as the reference code's ``softmax_mse_loss``
+    (summed, / C, / N).
     The method multiplies it by its weight (100 on CIFAR-10) times :func:`sigmoid_rampup`.
     """
     _check_logits(student_logits=student_logits, teacher_logits=teacher_logits)
