@@ -63,7 +63,7 @@ def _budget(text: str) -> int | None:
     return None if text == "all" else int(text)
 
 
-def run(profile: str, budgets, columns, seed: int = 0) -> tuple[dict, list[dict]]:
+def run(profile: str, budgets, columns, seed: int = 0, on_row=None) -> tuple[dict, list[dict]]:
     setting = semi_setting(profile)
     train = data.load(setting.data, "train", download=downloads_data(profile))
     test = data.load(setting.data, "test", download=downloads_data(profile))
@@ -175,8 +175,16 @@ def run(profile: str, budgets, columns, seed: int = 0) -> tuple[dict, list[dict]
         row["seconds"] = seconds
         return row
 
-    rows = [one_budget(k) for k in budgets]
-    meta = {
+    rows = []
+    for k in budgets:
+        rows.append(one_budget(k))
+        if on_row is not None:  # write what is done so far: a long run that is stopped keeps its rows
+            on_row(_meta(profile, setting, train, test, seed, ssl_seconds, started), rows)
+    return _meta(profile, setting, train, test, seed, ssl_seconds, started), rows
+
+
+def _meta(profile, setting, train, test, seed, ssl_seconds, started) -> dict:
+    return {
         "profile": profile,
         "device": device_name(),
         "torch": torch.__version__,
@@ -194,7 +202,6 @@ def run(profile: str, budgets, columns, seed: int = 0) -> tuple[dict, list[dict]
         "wall_seconds": round(time.perf_counter() - started, 1),
         "load_average_after": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
-    return meta, rows
 
 
 def write(meta: dict, rows: list[dict], columns) -> Path:
@@ -234,7 +241,9 @@ def main() -> None:
         if args.budgets
         else list(semi_setting(args.profile).labels_per_class)
     )
-    meta, rows = run(args.profile, budgets, args.methods, args.seed)
+    meta, rows = run(
+        args.profile, budgets, args.methods, args.seed, on_row=lambda m, r: write(m, r, args.methods)
+    )
     print(write(meta, rows, args.methods).read_text())
 
 
