@@ -212,6 +212,8 @@ class Distillation(SemiSupervisedMethod):
     al. 2020) trains the student on the strong view, with the classifier's dropout; ``noised=False``
     (SimCLRv2's distillation, Chen et al. 2020) on the same weak view. ``supervised_weight`` s: 1 for
     Noisy Student (labelled and pseudo-labelled images together), 0 for SimCLRv2 (distillation only).
+    The teacher is a frozen copy kept out of the state dict: to resume, build the method with the same
+    teacher again.
     """
 
     def __init__(
