@@ -7,7 +7,8 @@ Mean Teacher, FixMatch, Noisy Student (the supervised model as first teacher, th
 SimCLRv2 (the fine-tuned SSL model distilled into a fresh student on the unlabelled images). Every cell is
 the test accuracy of one run with seed 0 (split seed 0); settings from ``sslcookbook.semi_recipes``.
 Results go to ``benchmarks/results/semi_<profile>_<device>.md`` and ``.json`` with the device, versions,
-load average and date.
+load average and date; a run of some budgets replaces their rows and keeps the others (a column that was
+not run shows "—").
 
     python benchmarks/semi_table.py --profile cpu
     python benchmarks/semi_table.py --profile cpu --budgets 1 4 --methods supervised fixmatch
@@ -204,10 +205,22 @@ def _meta(profile, setting, train, test, seed, ssl_seconds, started) -> dict:
     }
 
 
-def write(meta: dict, rows: list[dict], columns) -> Path:
+def write(meta: dict, rows: list[dict], columns=COLUMNS) -> Path:
     slug = re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
     base = RESULTS / f"semi_{meta['profile']}_{slug}"
     RESULTS.mkdir(exist_ok=True)
+    # A run of some budgets replaces their rows and keeps the others (each row says when it was measured).
+    done = {row["labels_per_class"] for row in rows}
+    rows = [{**row, "date": row.get("date", meta["date"])} for row in rows]
+    if base.with_suffix(".json").exists():
+        earlier = json.loads(base.with_suffix(".json").read_text())
+        kept = [
+            {**row, "date": row.get("date", earlier["meta"]["date"])}
+            for row in earlier["rows"]
+            if row["labels_per_class"] not in done
+        ]
+        order = {k: i for i, k in enumerate([1, 4, 10, 25, 400, "all"])}
+        rows = sorted(kept + rows, key=lambda row: order.get(row["labels_per_class"], 99))
     base.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = [
         f"# Semi-supervised table, profile `{meta['profile']}`",
@@ -219,12 +232,12 @@ def write(meta: dict, rows: list[dict], columns) -> Path:
         f"{meta['date']}, load average after {meta['load_average_after']}; wall {meta['wall_seconds']} s "
         f"(SimCLR pre-training {meta['ssl_pretrain_seconds']} s). Loop: {meta['config']}.",
         "",
-        "| labels per class | " + " | ".join(TITLES[c] for c in columns) + " |",
-        "|---|" + "---|" * len(columns),
+        "| labels per class | " + " | ".join(TITLES[c] for c in columns) + " | measured |",
+        "|---|" + "---|" * (len(columns) + 1),
     ]
     for row in rows:
         cells = [f"{100 * row[c]:.1f}%" if c in row else "—" for c in columns]
-        lines.append(f"| {row['labels_per_class']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row['labels_per_class']} | " + " | ".join(cells) + f" | {row['date']} |")
     base.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return base.with_suffix(".md")
 
@@ -241,10 +254,8 @@ def main() -> None:
         if args.budgets
         else list(semi_setting(args.profile).labels_per_class)
     )
-    meta, rows = run(
-        args.profile, budgets, args.methods, args.seed, on_row=lambda m, r: write(m, r, args.methods)
-    )
-    print(write(meta, rows, args.methods).read_text())
+    meta, rows = run(args.profile, budgets, args.methods, args.seed, on_row=lambda m, r: write(m, r))
+    print(write(meta, rows).read_text())
 
 
 if __name__ == "__main__":
