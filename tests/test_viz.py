@@ -236,3 +236,14 @@ def test_plot_attention_maps_draws_each_head_and_the_mean_and_scores_the_object(
     assert viz.attention_mass_on(torch.ones(1, 1, 4, 4), mask).item() == pytest.approx(1 / 16)
     with pytest.raises(ValueError, match="B×heads×gh×gw"):
         viz.plot_attention_maps(shapes.images, maps[0])
+
+
+def test_plot_self_training_draws_one_panel_per_key():
+    rows = [{"step": s, "pseudo_accuracy_all": s / 40, "mask_rate": s / 20, "loss": 1} for s in range(1, 21)]
+    fig = viz.plot_self_training({"a": rows, "b": rows[:3]}, smooth=5)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 2
+    assert len(fig.axes[0].lines[0].get_xdata()) == 16  # 20 points averaged over 5: 16
+    plt.close(fig)
+    plt.close(viz.plot_self_training({"a": rows}, keys=("loss",), smooth=1))
+    with pytest.raises(ValueError, match="at least one run"):
+        viz.plot_self_training({})

@@ -758,3 +758,47 @@ def plot_attention_maps(
         )
     fig.tight_layout()
     return fig
+
+
+def plot_self_training(
+    histories: dict, keys=("pseudo_accuracy_all", "mask_rate"), smooth: int = 5, axes=None
+):
+    """Curves of a semi-supervised run's logged quantities over the steps, one panel per key and one line
+    per run: ``histories`` maps a run's name to its ``semi_train.SemiHistory`` (or a list of step rows).
+
+    The default panels are the accuracy of the pseudo-labels (argmax on the unlabelled batch, against the
+    true labels the method never saw) and the mask rate (the share used by the loss): confirmation bias
+    shows as a mask rate that climbs to 1 while the accuracy stays where it was. ``smooth`` averages each
+    curve over that many logged steps (a curve shorter than that is drawn as it is).
+    """
+    if not histories:
+        raise ValueError("plot_self_training: pass at least one run, {name: history}")
+    keys = list(keys)
+    titles = {
+        "pseudo_accuracy_all": "pseudo-label accuracy (all unlabelled)",
+        "pseudo_accuracy": "accuracy of the pseudo-labels used",
+        "mask_rate": "mask rate (share of pseudo-labels used)",
+        "loss": "loss",
+        "unlabelled": "unlabelled loss",
+    }
+    if axes is None:
+        _, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+        axes = axes[0]
+    for ax, key in zip(axes, keys):
+        for name, history in histories.items():
+            rows = getattr(history, "steps", history)
+            points = [(row["step"], row[key]) for row in rows if key in row and np.isfinite(row[key])]
+            if not points:
+                continue
+            steps, values = (np.array(v, dtype=float) for v in zip(*points))
+            if smooth > 1 and len(values) >= smooth:
+                values = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
+                steps = steps[smooth - 1 :]
+            ax.plot(steps, values, label=name)
+        ax.set_title(titles.get(key, key), fontsize=9)
+        ax.set_xlabel("step")
+        if key in ("pseudo_accuracy_all", "pseudo_accuracy", "mask_rate"):
+            ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=8)
+    axes[0].figure.tight_layout()
+    return axes[0].figure

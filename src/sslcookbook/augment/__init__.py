@@ -40,6 +40,7 @@ from .presets import (
     preset,
     simclr,
 )
+from .strong import cutout, rand_augment, weak_strong_views
 
 __all__ = [
     "PRESETS",
@@ -67,4 +68,7 @@ __all__ = [
     "solarize",
     "to_float",
     "crop_flip",
+    "cutout",
+    "rand_augment",
+    "weak_strong_views",
 ]

@@ -33,6 +33,14 @@ from .pretext import (
     update_memory_bank,
 )
 from .redundancy import barlow_twins_loss, batch_standardise, vicreg_loss, vicreg_terms, whiten, wmse_loss
+from .semi import (
+    confidence_mask,
+    fixmatch_loss,
+    mean_teacher_consistency,
+    pseudo_label_loss,
+    sigmoid_rampup,
+    soft_distillation_loss,
+)
 
 __all__ = [
     "MemoryBank",
@@ -81,4 +89,10 @@ __all__ = [
     "simmim_loss",
     "unnormalise_patches",
     "unpatchify",
+    "confidence_mask",
+    "fixmatch_loss",
+    "mean_teacher_consistency",
+    "pseudo_label_loss",
+    "sigmoid_rampup",
+    "soft_distillation_loss",
 ]
