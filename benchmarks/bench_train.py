@@ -53,13 +53,15 @@ from _machine import device_name  # noqa: E402
 
 RECIPES = ("simclr", "byol", "dino")
 PIPELINES = ("lib", "lib_fast", "lightly")
-BATCH = 256
+BATCH = 256  # --batch
 WIDTH = 32  # SmallCNN width: 128-D features
-LR, MOMENTUM, WEIGHT_DECAY = 0.12, 0.9, 5e-4  # lightly's CIFAR-10 benchmark: 6e-2 × batch / 128
+BACKBONE = "small_cnn"  # --backbone: or resnet18_cifar (the full recipe's, 512-D features)
+LR, MOMENTUM, WEIGHT_DECAY = 0.12, 0.9, 5e-4  # lightly's CIFAR-10 benchmark: 6e-2 × batch / 128; --lr
 EMA_BASE = 0.99
+LIB_RECIPE = {"temperature": 0.5, "crop_min": 0.08}  # --lib-temperature, --lib-crop-min (library only)
 NUM_LOCAL, LOCAL_SIZE = 4, 16  # DINO's multi-crop: 2 global 32 px crops + 4 local 16 px crops
 KNN_K, KNN_T = 200, 0.1
-CALIBRATION_STEPS = 5
+CALIBRATION_STEPS = 10
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -90,13 +92,19 @@ def load_split(data: str, split: str, cache: str):
 # ------------------------------------------------------------------------------------------------
 
 
+def new_backbone():
+    from sslcookbook.models import SmallCNN, resnet18_cifar
+
+    return SmallCNN(3, WIDTH) if BACKBONE == "small_cnn" else resnet18_cifar(3)
+
+
 def library_method(recipe: str):
     from sslcookbook.methods import BYOL, DINO, SimCLR
-    from sslcookbook.models import SmallCNN
 
-    backbone = SmallCNN(3, WIDTH)
+    backbone = new_backbone()
     if recipe == "simclr":
-        return SimCLR(backbone, projector_hidden_dim=512, projector_dim=128, temperature=0.5)
+        temperature = LIB_RECIPE["temperature"]
+        return SimCLR(backbone, projector_hidden_dim=512, projector_dim=128, temperature=temperature)
     if recipe == "byol":
         return BYOL(backbone, 1024, 256, 1024, base_momentum=EMA_BASE)
     return DINO(
@@ -108,9 +116,10 @@ def library_views(recipe: str):
     from sslcookbook.augment import preset
 
     if recipe == "simclr":
-        return preset("simclr", (3, 32, 32), color_strength=0.5, blur=False)
+        crop = (LIB_RECIPE["crop_min"], 1.0)
+        return preset("simclr", (3, 32, 32), color_strength=0.5, blur=False, crop_scale=crop)
     if recipe == "byol":
-        return preset("byol", (3, 32, 32), blur=False)
+        return preset("byol", (3, 32, 32), blur=False, crop_scale=(LIB_RECIPE["crop_min"], 1.0))
     return preset("multicrop", (3, 32, 32), num_local=NUM_LOCAL, local_size=LOCAL_SIZE)
 
 
@@ -122,7 +131,7 @@ def fast_settings(device: torch.device, compile_backbone: bool) -> dict:
     return settings
 
 
-def run_library(recipe, train, steps, budget_s, device, settings, seed=0, batch=BATCH):
+def run_library(recipe, train, steps, budget_s, device, settings, seed=0, batch=None):
     """Train with ``fit`` for ``steps`` steps (the cosine's length), stopping early at ``budget_s``."""
     from sslcookbook.train import TrainConfig, fit
 
@@ -130,6 +139,7 @@ def run_library(recipe, train, steps, budget_s, device, settings, seed=0, batch=
     method = library_method(recipe)
     if "view_forward" in settings and not hasattr(method, "view_forward"):
         settings = {k: v for k, v in settings.items() if k != "view_forward"}  # DINO: its own forward
+    batch = batch or BATCH
     per_epoch = len(train) // batch
     epochs = math.ceil(steps / per_epoch)
     config = TrainConfig(
@@ -195,12 +205,11 @@ def lightly_parts(recipe: str):
     )
     from lightly.utils.scheduler import cosine_schedule
 
-    from sslcookbook.models import SmallCNN
-
-    backbone = SmallCNN(3, WIDTH)  # the same CNN; it maps [0, 1] to [-1, 1] itself: no normalize
+    backbone = new_backbone()  # the same CNN; it normalises [0, 1] inputs itself: no normalize
+    d = backbone.feature_dim
     if recipe == "simclr":
         transform = SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0, normalize=None)
-        head, criterion = SimCLRProjectionHead(128, 512, 128), NTXentLoss(temperature=0.5)
+        head, criterion = SimCLRProjectionHead(d, 512, 128), NTXentLoss(temperature=0.5)
         model = torch.nn.ModuleDict({"backbone": backbone, "head": head})
 
         def step(views, i, total):
@@ -213,7 +222,7 @@ def lightly_parts(recipe: str):
             BYOLView1Transform(input_size=32, gaussian_blur=0.0, normalize=None),
             BYOLView2Transform(input_size=32, gaussian_blur=0.0, normalize=None),
         )
-        projector, predictor = BYOLProjectionHead(128, 1024, 256), BYOLPredictionHead(256, 1024, 256)
+        projector, predictor = BYOLProjectionHead(d, 1024, 256), BYOLPredictionHead(256, 1024, 256)
         target_backbone, target_projector = copy.deepcopy(backbone), copy.deepcopy(projector)
         deactivate_requires_grad(target_backbone)
         deactivate_requires_grad(target_projector)
@@ -237,8 +246,8 @@ def lightly_parts(recipe: str):
         global_crop_size=32, local_crop_size=LOCAL_SIZE, n_local_views=NUM_LOCAL,
         gaussian_blur=(0.0, 0.0, 0.0), normalize=None,
     )
-    head = DINOProjectionHead(128, 512, 128, 256, batch_norm=True)
-    target_head = DINOProjectionHead(128, 512, 128, 256, batch_norm=True)  # weight norm: no deepcopy
+    head = DINOProjectionHead(d, 512, 128, 256, batch_norm=True)
+    target_head = DINOProjectionHead(d, 512, 128, 256, batch_norm=True)  # weight norm: no deepcopy
     target_head.load_state_dict(head.state_dict())
     target_backbone = copy.deepcopy(backbone)
     deactivate_requires_grad(target_backbone)
@@ -314,6 +323,7 @@ def knn_top1(backbone, train, test, device) -> float:
 def rate_of(stamps: list[float]) -> float:
     """Steps per second from the step stamps, the first step (warm-up) left out."""
     gaps = [b - a for a, b in zip(stamps[1:], stamps[2:])] or [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = gaps[len(gaps) // 2 :] if len(gaps) >= 4 else gaps  # the later half: allocator and oneDNN warm
     return 1.0 / sorted(gaps)[len(gaps) // 2]
 
 
@@ -372,11 +382,10 @@ def worker(args) -> dict:
 
 def baselines(args) -> dict:
     from sslcookbook.evaluate import knn_accuracy, raw_pixel_features
-    from sslcookbook.models import SmallCNN
 
     train, test = load_split(args.data, "train", args.cache), load_split(args.data, "test", args.cache)
     torch.manual_seed(0)
-    out = {"random_init": round(knn_top1(SmallCNN(3, WIDTH), train, test, torch.device(args.device)), 4)}
+    out = {"random_init": round(knn_top1(new_backbone(), train, test, torch.device(args.device)), 4)}
     out["raw_pixels"] = round(
         knn_accuracy(raw_pixel_features(train.images), train.labels, raw_pixel_features(test.images),
                      test.labels, k=KNN_K, temperature=KNN_T), 4,
@@ -419,6 +428,10 @@ def profile(args) -> dict:
         "channels_last + split + bf16": {"channels_last": True, "view_forward": "split", "amp": True},
         "channels_last + concat + bf16": {"channels_last": True, "amp": True},
     }
+    if args.compile:  # inductor: minutes of compilation on a small CPU, in the two warm-up steps
+        configs["channels_last + split + bf16 + compile"] = {
+            "channels_last": True, "view_forward": "split", "amp": True, "compile": True
+        }
     out = {}
     for name, s in configs.items():
         torch.manual_seed(0)
@@ -426,6 +439,8 @@ def profile(args) -> dict:
         if s.get("channels_last"):
             method.to(memory_format=torch.channels_last)
         method.view_forward = s.get("view_forward", "concat")
+        if s.get("compile"):
+            method.backbone.compile()
         optimizer = build_optimizer(method, "sgd", LR, WEIGHT_DECAY, MOMENTUM)
         stages = {k: [] for k in ("views", "forward + loss", "backward", "optimiser")}
 
@@ -512,8 +527,9 @@ def header(args) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "data": args.data,
         "batch": BATCH,
-        "backbone": f"SmallCNN(width={WIDTH})",
+        "backbone": f"SmallCNN(width={WIDTH})" if BACKBONE == "small_cnn" else BACKBONE,
         "optimiser": f"SGD lr {LR} momentum {MOMENTUM} wd {WEIGHT_DECAY}, cosine to 0",
+        "library_recipe": dict(LIB_RECIPE),
         "knn": f"k={KNN_K}, T={KNN_T}, train split bank, test split queries",
         "budget_s": args.budget_s,
         "steps": args.steps if args.budget_s is None else None,
@@ -524,6 +540,9 @@ def run_worker_process(args, recipe: str, pipeline: str) -> dict:
     cmd = [sys.executable, __file__, args.data, "--worker", "--recipe", recipe, "--pipeline", pipeline,
            "--device", args.device, "--cache", args.cache, "--workers", str(args.workers)]
     cmd += ["--budget-s", str(args.budget_s)] if args.budget_s is not None else ["--steps", str(args.steps)]
+    cmd += ["--batch", str(BATCH), "--backbone", BACKBONE, "--lr", str(LR)]
+    cmd += ["--lib-temperature", str(LIB_RECIPE["temperature"])]
+    cmd += ["--lib-crop-min", str(LIB_RECIPE["crop_min"])]
     cmd += [] if args.knn else ["--no-knn"]
     cmd += ["--compile"] if args.compile else []
     before, started = loadavg(), time.perf_counter()
@@ -544,7 +563,8 @@ def markdown(head: dict, rows: list[dict], base: dict | None, notes: list[str]) 
         f"{head['date']}; torch {head['versions']['torch']}, torchvision {head['versions']['torchvision']}, "
         f"lightly {head['versions']['lightly']}; {head['torch_threads']} torch threads; CPU bf16: "
         f"{head['cpu_bf16']}. {head['backbone']}, batch {head['batch']}, {head['optimiser']}; {budget}; "
-        f"kNN {head['knn']}. Data: {head['data']}. `benchmarks/bench_train.py`.",
+        f"kNN {head['knn']}. Data: {head['data']}. The library's recipe knobs (lib, lib_fast): "
+        f"{json.dumps(head.get('library_recipe'))}; lightly: τ 0.5, crops from 0.08.",
         "",
         "| recipe | pipeline | images/s | steady images/s | steps | epochs | kNN top-1 | peak RSS MB "
         "| load avg before → after |",
@@ -581,6 +601,7 @@ def markdown(head: dict, rows: list[dict], base: dict | None, notes: list[str]) 
 
 
 def main(argv=None) -> int:
+    global BATCH, BACKBONE, LR
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("data", help="ImageFolder tree with train/ and test/ (or synthetic:N)")
     p.add_argument("--recipes", nargs="+", choices=RECIPES, default=["simclr"])
@@ -594,12 +615,19 @@ def main(argv=None) -> int:
     cache = os.environ.get("SSLCOOKBOOK_BENCH_CACHE", "/tmp/sslcookbook-bench-cache")
     p.add_argument("--cache", default=cache, help="where the decoded ImageFolder is cached")
     p.add_argument("--out", default=None, help="results stem (default results/train_<device>_<recipes>)")
+    p.add_argument("--batch", type=int, default=BATCH, help="images per step (both pipelines)")
+    p.add_argument("--backbone", choices=("small_cnn", "resnet18_cifar"), default=BACKBONE)
+    p.add_argument("--lr", type=float, default=LR, help="SGD learning rate (both pipelines)")
+    p.add_argument("--lib-temperature", type=float, default=LIB_RECIPE["temperature"], help="SimCLR τ (lib)")
+    p.add_argument("--lib-crop-min", type=float, default=LIB_RECIPE["crop_min"], help="min crop area (lib)")
     p.add_argument("--profile", action="store_true", help="profile one SimCLR step instead")
     p.add_argument("--profile-steps", type=int, default=3)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--recipe", default="simclr", help=argparse.SUPPRESS)
     p.add_argument("--pipeline", default="lib", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    BATCH, BACKBONE, LR = args.batch, args.backbone, args.lr
+    LIB_RECIPE.update(temperature=args.lib_temperature, crop_min=args.lib_crop_min)
     if args.budget_s is None and args.steps is None:
         args.budget_s = 300.0
     if args.worker:
