@@ -517,8 +517,18 @@ def loadavg() -> str:
         return "n/a"
 
 
+def autogroup() -> str:
+    """This process's scheduler group and its nice (Linux autogroup): with autogroups on, ``nice`` only
+    ranks processes within a session; other sessions are ranked by their autogroup's nice."""
+    try:
+        return Path("/proc/self/autogroup").read_text().strip()
+    except OSError:
+        return "n/a"
+
+
 def header(args) -> dict:
     return {
+        "scheduler": autogroup(),
         "device": device_name() if args.device == "cpu" or torch.cuda.is_available() else args.device,
         "device_type": args.device,
         "torch_threads": torch.get_num_threads(),
@@ -596,6 +606,7 @@ def markdown(head: dict, rows: list[dict], base: dict | None, notes: list[str]) 
                 minutes = 200 * 50_000 / r["images_per_s"] / 60
                 lines.append(f"- {r['recipe']} {r['pipeline']}: 200 CIFAR-10 epochs ≈ {minutes:.1f} min "
                              "(extrapolated from the step rate, this backbone)")
+    lines += ["", f"Scheduler: this benchmark's session ran as `{head.get('scheduler')}` (Linux autogroup)."]
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
