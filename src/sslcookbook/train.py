@@ -21,6 +21,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,10 @@ class TrainConfig:
     log_every: int = 25  # steps between host syncs: step rows (and the non-finite check) land then
     knn_every: int = 0  # kNN top-1 on held-out images every this many epochs and after the last; 0: off
     knn_samples: int = 1000  # images in the kNN monitor's memory bank, and as many queries
+    # Speed settings (benchmarks/bench_train.py measures them; off by default, the results unchanged):
+    channels_last: bool = False  # conv weights and views in NHWC (oneDNN's and cuDNN's fast layout)
+    view_forward: str | None = None  # two-view methods: "concat", "split" or "auto" (TwoViewMethod)
+    compile: bool | str = False  # torch.compile the backbone (True: inductor; a str names the backend)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -165,6 +170,7 @@ def fit(
     plan = _Plan.of(config, images.shape[0], world)
     monitor = KNNMonitor.of(dataset, monitor_data, config) if config.knn_every else None
     method.to(device)
+    _apply_speed_settings(method, config, device)
     indexed = getattr(method, "uses_indices", False)  # one memory slot per image: the bank's size first
     tokens = _device_tokens(dataset, method, device) if getattr(method, "uses_text", False) else None
     if indexed:
@@ -198,6 +204,8 @@ def fit(
                 # views: augmented on the device, from a generator seeded with the step and rank
                 view_generator = _seeded(config.seed, 1, step * world + rank, device)
                 batch_views = views(images[idx], generator=view_generator)
+                if config.channels_last:
+                    batch_views = [_nhwc(v) for v in batch_views]
                 # loss (DDP averages the gradients over ranks in backward)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     captions = None if tokens is None else tokens[idx]
@@ -285,6 +293,33 @@ def _check_config(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.knn_every < 0:
         raise ValueError(f"knn_every must be >= 0 (0 turns the kNN monitor off), got {config.knn_every}")
+
+
+def _apply_speed_settings(method: torch.nn.Module, config: TrainConfig, device: torch.device) -> None:
+    """``channels_last``, ``view_forward`` and ``compile`` of ``config``, applied to ``method`` in place."""
+    if config.channels_last:
+        method.to(memory_format=torch.channels_last)  # 4-D weights only; the rest is unchanged
+    if config.view_forward is not None:
+        if not hasattr(method, "view_forward"):
+            raise ValueError(
+                f"view_forward={config.view_forward!r} is for two-view methods (TwoViewMethod); "
+                f"{type(method).__name__} has its own forward: leave view_forward unset"
+            )
+        method.view_forward = config.view_forward
+    if config.compile:
+        backend = "inductor" if config.compile is True else config.compile
+        method.backbone.compile(backend=backend)  # in place: the state dict's keys stay the same
+    use_amp = device.type == "cuda" if config.amp is None else config.amp
+    if use_amp and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn(
+            "amp=True on a CPU without native bf16 (AVX512-BF16 or AMX): autocast will be slower than "
+            "fp32 here; set amp=False",
+            stacklevel=3,
+        )
+
+
+def _nhwc(view: torch.Tensor) -> torch.Tensor:
+    return view.contiguous(memory_format=torch.channels_last) if view.dim() == 4 else view
 
 
 def _optimizer_and_schedule(
