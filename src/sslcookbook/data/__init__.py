@@ -7,6 +7,7 @@
 from .dataset import ImageDataset
 from .paired import PairedDataset, make_shape_pairs
 from .registry import available, default_root, load
+from .series import SERIES_CLASSES, SeriesDataset, load_ucr, make_series
 from .shapes import SHAPE_CLASSES, make_shapes, make_shapes_with_masks
 from .text import WordTokenizer
 
@@ -21,4 +22,8 @@ __all__ = [
     "WordTokenizer",
     "make_shape_pairs",
     "make_shapes_with_masks",
+    "SERIES_CLASSES",
+    "SeriesDataset",
+    "load_ucr",
+    "make_series",
 ]
