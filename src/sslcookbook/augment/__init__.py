@@ -40,6 +40,7 @@ from .presets import (
     preset,
     simclr,
 )
+from .series import SERIES_PRESETS, SeriesViews, permute_segments, series_preset, time_warp
 
 __all__ = [
     "PRESETS",
@@ -67,4 +68,9 @@ __all__ = [
     "solarize",
     "to_float",
     "crop_flip",
+    "SERIES_PRESETS",
+    "SeriesViews",
+    "permute_segments",
+    "series_preset",
+    "time_warp",
 ]
