@@ -6,8 +6,8 @@ and ``anomalies`` (True on the steps of an injected anomaly).
 
 - :func:`make_series` (``series``, ``series_anomalies`` in ``data.load``): three-channel series whose
   class is a *pattern of frequencies* across the channels and whether channel 0 *changes regime* (its
-  frequency doubles) part-way. What a view may change: phase, offset, amplitude, noise, a smooth time
-  warp and small shifts (the generator draws all of them per series). What a view must keep: which
+  frequency doubles) part-way. What a view may change: phase, offset, amplitude, noise, drift, a smooth
+  time warp and small shifts (the generator draws all of them per series). What a view must keep: which
   frequencies sit in which channel, and the order of the regimes (so segment permutation is *not* a
   label-preserving view here, see augment/series.py).
 - :func:`load_ucr` (``ucr:<path>``): the UCR archive's ``*_TRAIN.tsv`` / ``*_TEST.tsv`` (label, then the
@@ -158,14 +158,17 @@ def make_series(
     seed: int = 0,
     anomaly_fraction: float = 0.0,
     noise: float = 0.3,
+    drift: float = 2.0,
 ) -> SeriesDataset:
     """``n`` generated 3-channel series of ``length`` steps, 6 balanced classes, deterministic in ``seed``.
 
     Class = (frequency pattern a/b/c: which of 2, 3.5 and 5 cycles per series each channel carries) ×
     (steady, or channel 0 doubling its frequency at a change point drawn in 35–65% of the series). Per
     series and channel the nuisances are drawn: phase U(0, 2π), offset N(0, 0.5²), amplitude U(0.6, 1.4),
-    a ±5% frequency jitter, a smooth monotone time warp (±4% of the length), and white noise of std
-    ``noise``. With ``anomaly_fraction`` > 0 that fraction of the series gets one anomaly on a random
+    a ±5% frequency jitter, a smooth monotone time warp (±4% of the length), white noise of std
+    ``noise`` and a slow random-walk drift whose end point has std ``drift`` (sensors drift; it also
+    hides the frequencies from features that merely measure energy, such as a random-init CNN's).
+    With ``anomaly_fraction`` > 0 that fraction of the series gets one anomaly on a random
     channel, a spike (±4 for 2 steps) or a level shift (±2.5 for 8 steps), marked in ``anomalies``.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -198,6 +201,8 @@ def make_series(
     offset = 0.5 * torch.randn(n, c, 1, generator=g)
     x = amplitude * torch.sin(2 * math.pi * cycles + phase) + offset
     x = x + noise * torch.randn(n, c, length, generator=g)
+    if drift:  # a random walk per channel whose end point has std ``drift``
+        x = x + drift * torch.randn(n, c, length, generator=g).cumsum(dim=2) / math.sqrt(length)
     anomalies = None
     if anomaly_fraction > 0:
         anomalies = torch.zeros(n, length, dtype=torch.bool)
