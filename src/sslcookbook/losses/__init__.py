@@ -33,6 +33,14 @@ from .pretext import (
     update_memory_bank,
 )
 from .redundancy import barlow_twins_loss, batch_standardise, vicreg_loss, vicreg_terms, whiten, wmse_loss
+from .sequence import (
+    cpc_loss,
+    instance_contrast,
+    masked_patch_loss,
+    patchify_series,
+    temporal_contrast,
+    ts2vec_loss,
+)
 
 __all__ = [
     "MemoryBank",
@@ -81,4 +89,10 @@ __all__ = [
     "simmim_loss",
     "unnormalise_patches",
     "unpatchify",
+    "cpc_loss",
+    "instance_contrast",
+    "masked_patch_loss",
+    "patchify_series",
+    "temporal_contrast",
+    "ts2vec_loss",
 ]

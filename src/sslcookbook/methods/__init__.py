@@ -15,6 +15,7 @@ from .masked import MAE, SimMIM
 from .momentum import MoCoV2, MoCoV3
 from .pretext import InstanceDiscrimination, Jigsaw, RelativePosition, RotationPrediction
 from .redundancy import WMSE, BarlowTwins, VICReg
+from .sequence import CPC, MaskedPatchModel, TS2Vec
 
 __all__ = [
     "BYOL",
@@ -43,4 +44,7 @@ __all__ = [
     "Data2Vec",
     "MAE",
     "SimMIM",
+    "CPC",
+    "MaskedPatchModel",
+    "TS2Vec",
 ]
