@@ -49,7 +49,7 @@ def test_switch_classes_double_channel_0_frequency_after_the_change():
     centred = tail - tail.mean(-1, keepdim=True)
     crossings = (centred[:, 1:].sign() != centred[:, :-1].sign()).sum(-1).float()
     steady, switch = d.labels % 2 == 0, d.labels % 2 == 1
-    for pattern in range(3):  # the switch classes cross zero twice as often at the end (few crossings: ≥ 1.3×)
+    for pattern in range(3):  # switch classes cross zero twice as often at the end (few crossings: ≥ 1.3×)
         same = d.labels // 2 == pattern
         assert crossings[switch & same].mean() > 1.3 * crossings[steady & same].mean()
 
