@@ -236,3 +236,16 @@ def test_plot_attention_maps_draws_each_head_and_the_mean_and_scores_the_object(
     assert viz.attention_mass_on(torch.ones(1, 1, 4, 4), mask).item() == pytest.approx(1 / 16)
     with pytest.raises(ValueError, match="B×heads×gh×gw"):
         viz.plot_attention_maps(shapes.images, maps[0])
+
+
+def test_plot_series_rows_and_forecasts_draw_on_tiny_input():
+    series = torch.randn(3, 2, 20)
+    fig = viz.plot_series_rows({"series": series, "view": series * 2}, n=2, titles=["a", "b"])
+    assert len(fig.axes) == 4 and len(fig.axes[0].lines) == 2 and fig.axes[0].get_title() == "a"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="B×C×L"):
+        viz.plot_series_rows({"bad": torch.zeros(3, 4)})
+    naive = {"naive": series[:, :, 14:15].expand(-1, -1, 5)}
+    fig = viz.plot_forecasts(series[:, :, :15], series[:, :, 15:], naive, n=2)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
+    plt.close(fig)

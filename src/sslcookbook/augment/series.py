@@ -2,9 +2,10 @@
 
 What a time-series view may change depends on what the label is. For the generated ``series`` (class =
 which frequencies sit in which channel, and whether channel 0 changes regime) the views below that keep
-the label are noise (:func:`jitter`), per-channel gain (:func:`scaling`), small shifts
-(:func:`time_shift`), crops resampled to the full length (:func:`crop_resize`, it stretches the time axis
-a little), hiding steps (:func:`mask_steps`) and a smooth time warp (:func:`time_warp`).
+the label are noise (:func:`jitter`), a slow drift (:func:`add_drift`), per-channel gain
+(:func:`scaling`), small shifts (:func:`time_shift`), crops resampled to the full length
+(:func:`crop_resize`, it stretches the time axis a little), hiding steps (:func:`mask_steps`) and a
+smooth time warp (:func:`time_warp`).
 :func:`permute_segments` cuts a series into pieces and shuffles them: it keeps a series' local frequencies
 but destroys the order of events, so it is a valid view only when order carries no label (here it does:
 a regime change from slow to fast becomes fast-slow-fast). Image views (flips, colour) have no meaning here.
@@ -128,6 +129,14 @@ def permute_segments(x: Tensor, segments: int = 4, generator: torch.Generator | 
     return torch.gather(x, 2, source.unsqueeze(1).expand(-1, x.shape[1], -1))
 
 
+def add_drift(x: Tensor, sigma: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    """Add a random walk to each channel whose end point has std ``sigma``: a slow drift of its own per
+    view, so that two views of a series do not share their drift (a shortcut to tell series apart)."""
+    _check(x)
+    steps = _randn(x.shape, generator, x).to(x.dtype)
+    return x + sigma * steps.cumsum(dim=-1) / x.shape[-1] ** 0.5
+
+
 def time_warp(
     x: Tensor, strength: float = 0.2, knots: int = 4, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -154,9 +163,10 @@ class SeriesViews:
     jitter: float = 0.1
     scaling: float = 0.2
     shift: float = 0.05
-    crop: float = 0.8  # the smallest crop, as a fraction of the length (1: no crop)
+    crop: float = 0.9  # the smallest crop, as a fraction of the length (1: no crop)
     warp: float = 0.2
     mask: float = 0.0
+    drift: float = 0.0
     segments: int = 1  # > 1: permute this many segments (not label-preserving on ``series``)
 
     def one(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -172,6 +182,8 @@ class SeriesViews:
             x = scaling(x, self.scaling, generator)
         if self.jitter:
             x = jitter(x, self.jitter, generator)
+        if self.drift:
+            x = add_drift(x, self.drift, generator)
         if self.mask:
             x = mask_steps(x, self.mask, generator)
         return x
@@ -181,10 +193,11 @@ class SeriesViews:
         return [self.one(x, generator) for _ in range(self.count)]
 
 
-#: Named view presets for the sequence methods: two label-preserving views (contrastive, TS2Vec), one
+#: Named view presets for the sequence methods: two label-preserving views, each with a drift of its own
+#: (contrastive, TS2Vec: two views must not share a drift that tells series apart), one
 #: lightly jittered view (CPC, masked patches: their pretext task is the view), none.
 SERIES_PRESETS = {
-    "series": SeriesViews(),
+    "series": SeriesViews(drift=1.0),
     "series_light": SeriesViews(count=1, jitter=0.05, scaling=0.1, shift=0.0, crop=1.0, warp=0.0),
     "series_none": SeriesViews(count=1, jitter=0.0, scaling=0.0, shift=0.0, crop=1.0, warp=0.0),
     "series_permuted": SeriesViews(segments=4),
@@ -202,6 +215,7 @@ def series_preset(name: str, **changes) -> SeriesViews:
 
 __all__ = [
     "SERIES_PRESETS",
+    "add_drift",
     "SeriesViews",
     "crop_resize",
     "jitter",

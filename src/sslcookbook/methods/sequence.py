@@ -316,6 +316,8 @@ class SequenceRecipe:
     method_kwargs: dict = field(default_factory=dict)
     views: str = "series"
     train: TrainConfig = field(default_factory=TrainConfig)
+    train_subset: int | None = None  # series of the train split used (None: all); smoke takes a few
+    test_subset: int | None = None  # series of the test split scored (None: all)
 
     def build(self, in_channels: int) -> SSLMethod:
         """The method with a fresh backbone for series of ``in_channels`` channels."""
@@ -342,42 +344,62 @@ def build_sequence_method(name: str, in_channels: int, backbone_kwargs=None, met
     return SEQUENCE_METHODS[name](backbone, **(method_kwargs or {}))
 
 
-_ADAMW = TrainConfig(epochs=30, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=1e-4, warmup_epochs=1)
+# cpu: AdamW at batch 64 on the 1,500 generated training series. Single runs of 2026-12-01 on the 2-core CPU
+# (validation probe, trained vs the same architecture at random init; views and crops as before the last
+# small changes to the preset): CPC (32 wide, codes of 8 steps, 3 ahead, 10 epochs) 0.583 vs 0.527; masked
+# patches (64 wide, 15 epochs) 0.693 vs 0.647; TS2Vec (32 wide, views with their own drift, 10 epochs) 0.427
+# vs 0.340 (raw values 0.137). The notebook's cpu run is the measurement its check uses.
+_ADAMW = TrainConfig(epochs=10, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=1e-4, warmup_epochs=1)
 _SMOKE = dataclasses.replace(_ADAMW, epochs=1, max_steps_per_epoch=6)
 _GPU = dataclasses.replace(_ADAMW, epochs=60, batch_size=128)  # not measured on a GPU yet
+_SMOKE_DATA = {"train_subset": 300, "test_subset": 200}
+_CPC = {"stride": 8, "steps_ahead": 3}
+_MASKED = {"mask_ratio": 0.4}
 
 SEQUENCE_RECIPES: dict[str, dict[str, SequenceRecipe]] = {
     "cpc": {
-        "smoke": SequenceRecipe("cpc", backbone_kwargs={"width": 32}, views="series_light", train=_SMOKE),
-        "cpu": SequenceRecipe("cpc", backbone_kwargs={"width": 64}, views="series_light", train=_ADAMW),
-        "gpu": SequenceRecipe("cpc", backbone_kwargs={"width": 128}, views="series_light", train=_GPU),
+        "smoke": SequenceRecipe(
+            "cpc",
+            backbone_kwargs={"width": 16},
+            method_kwargs=_CPC,
+            views="series_light",
+            train=_SMOKE,
+            **_SMOKE_DATA,
+        ),
+        "cpu": SequenceRecipe(
+            "cpc", backbone_kwargs={"width": 32}, method_kwargs=_CPC, views="series_light", train=_ADAMW
+        ),
+        "gpu": SequenceRecipe(
+            "cpc", backbone_kwargs={"width": 128}, method_kwargs=_CPC, views="series_light", train=_GPU
+        ),
     },
     "patchtst": {
         "smoke": SequenceRecipe(
             "patchtst",
             backbone_kwargs={"dim": 32},
-            method_kwargs={"mask_ratio": 0.4},
+            method_kwargs=_MASKED,
             views="series_light",
             train=_SMOKE,
+            **_SMOKE_DATA,
         ),
         "cpu": SequenceRecipe(
             "patchtst",
             backbone_kwargs={"dim": 64},
-            method_kwargs={"mask_ratio": 0.4},
+            method_kwargs=_MASKED,
             views="series_light",
-            train=_ADAMW,
+            train=dataclasses.replace(_ADAMW, epochs=15),
         ),
         "gpu": SequenceRecipe(
             "patchtst",
             backbone_kwargs={"dim": 128, "depth": 3},
-            method_kwargs={"mask_ratio": 0.4},
+            method_kwargs=_MASKED,
             views="series_light",
             train=_GPU,
         ),
     },
     "ts2vec": {
-        "smoke": SequenceRecipe("ts2vec", backbone_kwargs={"width": 32}, train=_SMOKE),
-        "cpu": SequenceRecipe("ts2vec", backbone_kwargs={"width": 64}, train=_ADAMW),
+        "smoke": SequenceRecipe("ts2vec", backbone_kwargs={"width": 16}, train=_SMOKE, **_SMOKE_DATA),
+        "cpu": SequenceRecipe("ts2vec", backbone_kwargs={"width": 32}, train=_ADAMW),
         "gpu": SequenceRecipe("ts2vec", backbone_kwargs={"width": 128}, train=_GPU),
     },
 }
