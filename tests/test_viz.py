@@ -247,3 +247,16 @@ def test_plot_self_training_draws_one_panel_per_key():
     plt.close(viz.plot_self_training({"a": rows}, keys=("loss",), smooth=1))
     with pytest.raises(ValueError, match="at least one run"):
         viz.plot_self_training({})
+
+
+def test_plot_series_rows_and_forecasts_draw_on_tiny_input():
+    series = torch.randn(3, 2, 20)
+    fig = viz.plot_series_rows({"series": series, "view": series * 2}, n=2, titles=["a", "b"])
+    assert len(fig.axes) == 4 and len(fig.axes[0].lines) == 2 and fig.axes[0].get_title() == "a"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="B×C×L"):
+        viz.plot_series_rows({"bad": torch.zeros(3, 4)})
+    naive = {"naive": series[:, :, 14:15].expand(-1, -1, 5)}
+    fig = viz.plot_forecasts(series[:, :, :15], series[:, :, 15:], naive, n=2)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
+    plt.close(fig)

@@ -802,3 +802,56 @@ def plot_self_training(
     axes[0].legend(fontsize=8)
     axes[0].figure.tight_layout()
     return axes[0].figure
+
+
+def plot_series_rows(rows: dict, n: int = 4, titles: list | None = None, height: float = 1.3):
+    """Time series in a grid: one row per entry of ``rows`` (name → B×C×L tensor), the first ``n`` series
+    as columns, each channel a line (channel 0 darkest). For a series and its views, or one per class."""
+    if not rows:
+        raise ValueError("rows is empty: nothing to draw")
+    tensors = {name: torch.as_tensor(t).detach().float().cpu() for name, t in rows.items()}
+    for name, t in tensors.items():
+        if t.dim() != 3:
+            raise ValueError(f"row {name!r} must be B×C×L series, got shape {tuple(t.shape)}")
+    n = min(n, *(t.shape[0] for t in tensors.values()))
+    fig, axes = plt.subplots(
+        len(tensors), n, figsize=(2.6 * n, height * len(tensors)), squeeze=False, sharex=True
+    )
+    colours = plt.cm.viridis(np.linspace(0, 0.8, max(t.shape[1] for t in tensors.values())))
+    for r, (name, t) in enumerate(tensors.items()):
+        for c in range(n):
+            ax = axes[r][c]
+            for k in range(t.shape[1]):
+                ax.plot(t[c, k].numpy(), color=colours[k], lw=0.9)
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if r == 0 and titles is not None:
+                ax.set_title(str(titles[c]), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_forecasts(
+    context: torch.Tensor, future: torch.Tensor, predictions: dict, n: int = 3, channel: int = 0
+):
+    """Forecasts of one channel: the context, the true future and each named prediction (name → N×C×H)."""
+    context, future = context.detach().float().cpu(), future.detach().float().cpu()
+    n = min(n, context.shape[0])
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 2.4), squeeze=False)
+    start = context.shape[-1]
+    steps = np.arange(start, start + future.shape[-1])
+    for i in range(n):
+        ax = axes[0][i]
+        ax.plot(np.arange(start), context[i, channel].numpy(), color="gray", lw=0.9, label="context")
+        ax.plot(steps, future[i, channel].numpy(), color="black", lw=1.2, label="future")
+        for j, (name, pred) in enumerate(predictions.items()):
+            values = torch.as_tensor(pred)[i, channel].detach().float().cpu().numpy()
+            ax.plot(steps, values, lw=1.0, ls="--", color=f"C{j}", label=name)
+        ax.set_yticks([])
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["plot_series_rows", "plot_forecasts"]

@@ -40,6 +40,7 @@ from .presets import (
     preset,
     simclr,
 )
+from .series import SERIES_PRESETS, SeriesViews, permute_segments, series_preset, time_warp
 from .strong import cutout, rand_augment, weak_strong_views
 
 __all__ = [
@@ -71,4 +72,9 @@ __all__ = [
     "cutout",
     "rand_augment",
     "weak_strong_views",
+    "SERIES_PRESETS",
+    "SeriesViews",
+    "permute_segments",
+    "series_preset",
+    "time_warp",
 ]

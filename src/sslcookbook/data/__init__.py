@@ -7,6 +7,7 @@
 from .dataset import ImageDataset
 from .paired import PairedDataset, make_shape_pairs
 from .registry import available, default_root, load
+from .series import SERIES_CLASSES, SeriesDataset, load_ucr, make_series
 from .shapes import SHAPE_CLASSES, make_shapes, make_shapes_with_masks
 from .text import WordTokenizer
 
@@ -23,6 +24,10 @@ __all__ = [
     "make_shapes_with_masks",
     "ShardDataset",
     "pack",
+    "SERIES_CLASSES",
+    "SeriesDataset",
+    "load_ucr",
+    "make_series",
 ]
 
 from .shards import ShardDataset, pack  # noqa: E402  (streamed shards; appended after the core names)

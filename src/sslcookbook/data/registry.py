@@ -15,12 +15,22 @@ FOLDER_PREFIX = "folder:"
 _PAIRED = ("shape_pairs", "digit_pairs")  # image-caption pairs (data/paired.py), generated offline
 PAIRS_PREFIX = "pairs:"
 SHARDS_PREFIX = "shards:"  # WebDataset shards written by `sslcookbook pack`, streamed (data/shards.py)
+_SERIES = ("series", "series_anomalies")  # generated multichannel time series (data/series.py)
+UCR_PREFIX = "ucr:"
 
 
 def available() -> list[str]:
     """Names ``load`` accepts: built-in sets (no download), torchvision sets, and ``folder:<path>``."""
-    return [*_BUILTIN, *_TORCHVISION, f"{FOLDER_PREFIX}<path>", *_PAIRED, f"{PAIRS_PREFIX}<path>",
-            f"{SHARDS_PREFIX}<path or glob>"]  # fmt: skip
+    return [
+        *_BUILTIN,
+        *_TORCHVISION,
+        f"{FOLDER_PREFIX}<path>",
+        *_PAIRED,
+        f"{PAIRS_PREFIX}<path>",
+        f"{SHARDS_PREFIX}<path or glob>",
+        *_SERIES,
+        f"{UCR_PREFIX}<path>",
+    ]
 
 
 def default_root() -> Path:
@@ -89,6 +99,10 @@ def load(
       images with a captions.csv / captions.jsonl.
     - ``shards:<path or glob>``: WebDataset shards written by ``sslcookbook pack`` (``pack``), returned
       as a streaming ``ShardDataset`` (``data/shards.py``): decoded per batch, never held in memory.
+    - ``series``, ``series_anomalies``, ``ucr:<path>``: time series (a ``SeriesDataset``, float N×C×L, see
+      ``data/series.py``): generated 3-channel series of 128 steps, 6 classes, 1,500 train (seed 0) / 600
+      test (seed 1), 10% of them with an injected anomaly in ``series_anomalies``; or a UCR/UEA data set's
+      folder or file (``.tsv`` / ``.ts``), shorter series padded with a mask.
 
     ``root`` defaults to ``default_root()``. Built-in sets are cached in memory and shared between
     calls: treat the returned tensors as read-only.
@@ -121,7 +135,15 @@ def load(
         from .shards import load_shards
 
         return load_shards(spec, split)
+    if name.startswith(UCR_PREFIX):
+        if not name[len(UCR_PREFIX) :]:
+            raise ValueError("ucr: needs a path, e.g. load('ucr:~/UCRArchive_2018/GunPoint')")
+        from .series import load_ucr
+
+        return load_ucr(name[len(UCR_PREFIX) :], split)
     key = name.lower()
+    if key in _SERIES:
+        return _series(key, split)
     if key in _PAIRED:
         return _paired(key, split)
     if key in _BUILTIN:
@@ -131,3 +153,10 @@ def load(
 
         return load_torchvision(key, split, data_root, download)
     raise ValueError(f"unknown data set {name!r}: known names are {', '.join(available())}")
+
+
+@functools.cache
+def _series(name: str, split: str):
+    from .series import series_split
+
+    return series_split(name, split)

@@ -38,6 +38,7 @@ from .probe import (
     linear_probe,
 )
 from .report import compare_baselines, evaluate_features
+from .sequence import anomaly_auroc, auroc, forecasting_scores, knn_anomaly_scores, raw_series_features
 from .statistics import alignment, feature_std, rankme, uniformity
 from .supervised import DEFAULT_SUPERVISED_STEPS, fine_tune, supervised_baseline
 
@@ -68,4 +69,9 @@ __all__ = [
     "zero_shot_accuracy",
     "retrieval_recall",
     "zero_shot_scores",
+    "anomaly_auroc",
+    "auroc",
+    "forecasting_scores",
+    "knn_anomaly_scores",
+    "raw_series_features",
 ]

@@ -41,6 +41,14 @@ from .semi import (
     sigmoid_rampup,
     soft_distillation_loss,
 )
+from .sequence import (
+    cpc_loss,
+    instance_contrast,
+    masked_patch_loss,
+    patchify_series,
+    temporal_contrast,
+    ts2vec_loss,
+)
 
 __all__ = [
     "MemoryBank",
@@ -95,4 +103,10 @@ __all__ = [
     "pseudo_label_loss",
     "sigmoid_rampup",
     "soft_distillation_loss",
+    "cpc_loss",
+    "instance_contrast",
+    "masked_patch_loss",
+    "patchify_series",
+    "temporal_contrast",
+    "ts2vec_loss",
 ]

@@ -16,6 +16,7 @@ from .momentum import MoCoV2, MoCoV3
 from .pretext import InstanceDiscrimination, Jigsaw, RelativePosition, RotationPrediction
 from .redundancy import WMSE, BarlowTwins, VICReg
 from .semi import FixMatch, MeanTeacher, PseudoLabel, SupervisedOnly
+from .sequence import CPC, MaskedPatchModel, TS2Vec
 
 __all__ = [
     "BYOL",
@@ -48,4 +49,7 @@ __all__ = [
     "MeanTeacher",
     "PseudoLabel",
     "SupervisedOnly",
+    "CPC",
+    "MaskedPatchModel",
+    "TS2Vec",
 ]

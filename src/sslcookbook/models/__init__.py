@@ -3,6 +3,7 @@
 from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar, takes_image_size
 from .export import export_backbone, load_backbone
 from .heads import mlp
+from .sequence import ConvEncoder1d, PatchTransformer
 from .text import TextEncoder
 from .vit import VisionTransformer, select_tokens, vit_small, vit_tiny
 
@@ -20,4 +21,6 @@ __all__ = [
     "vit_small",
     "vit_tiny",
     "TextEncoder",
+    "ConvEncoder1d",
+    "PatchTransformer",
 ]
