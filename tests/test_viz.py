@@ -236,3 +236,13 @@ def test_plot_attention_maps_draws_each_head_and_the_mean_and_scores_the_object(
     assert viz.attention_mass_on(torch.ones(1, 1, 4, 4), mask).item() == pytest.approx(1 / 16)
     with pytest.raises(ValueError, match="B×heads×gh×gw"):
         viz.plot_attention_maps(shapes.images, maps[0])
+
+
+def test_plot_self_training_curves_draws_a_line_per_method_and_panel():
+    rows = [{"iteration": i, "sampled": 10 * i, "accuracy": 0.1 * i, "pass@4": 0.2 * i} for i in range(3)]
+    fig = viz.plot_self_training_curves({"a": rows, "b": rows[:2]}, metrics=("accuracy", "pass@4"))
+    assert _titles(fig) == ["accuracy", "pass@4"]
+    assert len(fig.axes[0].lines) == 3 and list(fig.axes[1].lines[0].get_ydata()) == [0.0, 20.0, 40.0]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="non-empty"):
+        viz.plot_self_training_curves({"a": []})

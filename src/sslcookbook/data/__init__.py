@@ -4,6 +4,7 @@
 ``available()``. ``fit`` moves the tensors to the device once and gathers its batches there.
 """
 
+from .arithmetic import AdditionTask, Problem, ProblemSets, make_problem_sets
 from .dataset import ImageDataset
 from .paired import PairedDataset, make_shape_pairs
 from .registry import available, default_root, load
@@ -21,4 +22,8 @@ __all__ = [
     "WordTokenizer",
     "make_shape_pairs",
     "make_shapes_with_masks",
+    "AdditionTask",
+    "Problem",
+    "ProblemSets",
+    "make_problem_sets",
 ]

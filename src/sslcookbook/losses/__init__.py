@@ -24,6 +24,7 @@ from .masked import (
     unpatchify,
 )
 from .momentum import MemoryQueue, moco_loss, moco_v3_loss
+from .preference import clipped_surrogate, dpo_loss, group_relative_advantages, grpo_loss, kl_k3
 from .pretext import (
     MemoryBank,
     estimate_log_z,
@@ -81,4 +82,9 @@ __all__ = [
     "simmim_loss",
     "unnormalise_patches",
     "unpatchify",
+    "clipped_surrogate",
+    "dpo_loss",
+    "group_relative_advantages",
+    "grpo_loss",
+    "kl_k3",
 ]

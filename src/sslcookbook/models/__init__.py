@@ -1,6 +1,7 @@
 """Backbones and heads."""
 
 from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar, takes_image_size
+from .char_lm import CharLM, completion_log_probs, completion_mask, generate, token_log_probs
 from .export import export_backbone, load_backbone
 from .heads import mlp
 from .text import TextEncoder
@@ -20,4 +21,9 @@ __all__ = [
     "vit_small",
     "vit_tiny",
     "TextEncoder",
+    "CharLM",
+    "completion_log_probs",
+    "completion_mask",
+    "generate",
+    "token_log_probs",
 ]
