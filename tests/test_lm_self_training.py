@@ -197,8 +197,9 @@ def test_completion_log_probs_sum_the_tokens_up_to_the_end():
 
 # ---- the loops ------------------------------------------------------------------------------------------
 
-TINY = replace(lm.SETTINGS["smoke"], seed_size=150, pool_size=200, test_size=60, width=32, sft_steps=150,
-               iterations=1, problems_per_iteration=60, samples=4, finetune_steps=40, dpo_steps=10)
+TINY = replace(lm.SETTINGS["smoke"], max_digits=2, seed_size=150, pool_size=200, test_size=60, width=32,
+               sft_steps=150, iterations=1, problems_per_iteration=60, samples=4, finetune_steps=40,
+               dpo_steps=10)
 
 
 @pytest.fixture(scope="module")

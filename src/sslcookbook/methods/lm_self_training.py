@@ -14,7 +14,8 @@ sampled answers per iteration on prompts from the unlabelled pool, to teach itse
 - ``grpo`` / ``grpo_majority``: GRPO (Shao et al. 2024) with the checker's reward, or label-free with the
   reward "agrees with the majority answer" (as in test-time RL, Zuo et al. 2025).
 - ``dpo``: DPO (Rafailov et al. 2023) on self-generated (verified, rejected) pairs, the reference being
-  the model at the start of each iteration (iterative DPO, as in Pang et al. 2024).
+  the model at the start of each iteration, with a likelihood term on the chosen answers (iterative
+  DPO as in Pang et al. 2024; ``dpo_nll_weight=0`` for plain DPO).
 
 Every iteration is scored on the held-out test problems: greedy accuracy, pass@1 and pass@k of k samples.
 Everything is seeded: the same setting gives the same curves.
@@ -44,13 +45,13 @@ class LMSelfTrainingSetting:
     """Everything one self-training experiment needs; :data:`SETTINGS` holds one per profile."""
 
     max_digits: int = 3
-    seed_size: int = 200  # labelled problems
+    seed_size: int = 500  # labelled problems
     pool_size: int = 4000  # unlabelled prompts
     test_size: int = 500
     width: int = 64
     depth: int = 2
     heads: int = 4
-    lr: float = 1e-3
+    lr: float = 3e-3
     batch_size: int = 64
     sft_steps: int = 600  # supervised fine-tuning on the seed set
     iterations: int = 4
@@ -64,6 +65,7 @@ class LMSelfTrainingSetting:
     clip_eps: float = 0.2
     kl_beta: float = 0.04
     dpo_beta: float = 0.1
+    dpo_nll_weight: float = 1.0  # + this × the chosen answers' per-token NLL (Pang et al. 2024); 0: plain DPO
     dpo_steps: int = 100
     dpo_lr: float = 3e-4
     seed: int = 0
@@ -88,9 +90,8 @@ class LMSelfTrainingSetting:
 # smoke: CI, seconds (the curves mean little); cpu: the notebook's default, a few minutes on a 2-core laptop;
 # gpu: longer and larger, not measured (no GPU here).
 SETTINGS = {
-    "smoke": LMSelfTrainingSetting(max_digits=2, seed_size=60, pool_size=300, test_size=100, width=32,
-                                   sft_steps=150, iterations=2, problems_per_iteration=100, samples=4,
-                                   finetune_steps=60, dpo_steps=30),
+    "smoke": LMSelfTrainingSetting(width=32, sft_steps=400, pool_size=1000, test_size=200, iterations=2,
+                                   problems_per_iteration=150, samples=4, finetune_steps=60, dpo_steps=30),
     "cpu": LMSelfTrainingSetting(),
     "gpu": LMSelfTrainingSetting(seed_size=200, pool_size=20000, test_size=2000, width=128, depth=4,
                                  iterations=8, problems_per_iteration=2000, samples=16, finetune_steps=400,
@@ -144,10 +145,13 @@ def supervised_fine_tune(model, task: AdditionTask, problems: list[Problem], ans
 
 def sample_answers(model, task: AdditionTask, problems: list[Problem], k: int, temperature: float,
                    generator: torch.Generator) -> list[list[str]]:
-    """k sampled answer texts per problem (P lists of k), from one seeded generator."""
+    """k sampled answer texts per problem (P lists of k), from one seeded generator.
+
+    A sample that never produced the end token is cut to the longest answer that fits a completion, so
+    that every text can be trained on (as a label, or as DPO's rejected answer)."""
     prompts = task.encode_prompts(problems).to(_device(model)).repeat_interleave(k, dim=0)
     completions = generate(model, prompts, task.completion_length, EOS, PAD, temperature, generator)
-    texts = [_decode_row(row) for row in completions.cpu().tolist()]
+    texts = [_decode_row(row)[: task.completion_length - 1] for row in completions.cpu().tolist()]
     return [texts[i * k : (i + 1) * k] for i in range(len(problems))]
 
 
@@ -237,8 +241,7 @@ def self_train(model, setting: LMSelfTrainingSetting, sets: ProblemSets, filter:
         kept: list[tuple[Problem, str]] = []
         for problem, answers in zip(problems, samples):
             if filter == "none":
-                # the sampled text itself (cut to fit when the sample never ended)
-                kept += [(problem, a[: task.completion_length - 1]) for a in answers]
+                kept += [(problem, a) for a in answers]
             elif filter == "verified":
                 solved = any(task.check(problem, a) for a in answers)
                 kept += [(problem, task.answer(problem))] if solved else []
@@ -320,7 +323,11 @@ def preference_pairs(task: AdditionTask, problems: list[Problem], samples: list[
 def dpo(model, setting: LMSelfTrainingSetting, sets: ProblemSets, progress: bool = True) -> list[dict]:
     """Iterative DPO: per iteration, k samples per pool problem, (verified, rejected) pairs, ``dpo_steps``
     steps of :func:`~sslcookbook.losses.preference.dpo_loss` against the model frozen at the iteration's
-    start."""
+    start, plus ``dpo_nll_weight`` × the chosen answers' mean per-token negative log-likelihood.
+
+    The likelihood term is Pang et al.'s (2024, "Iterative Reasoning Preference Optimization"): DPO alone
+    only widens the margin, and can do so by lowering the chosen answers' probability too (notebook 12's
+    exercise 3 runs it with ``dpo_nll_weight=0``)."""
     task, rng, device = setting.task, random.Random(setting.seed), _device(model)
     generator = torch.Generator(device).manual_seed(setting.seed)
     batches = torch.Generator().manual_seed(setting.seed)
@@ -338,13 +345,18 @@ def dpo(model, setting: LMSelfTrainingSetting, sets: ProblemSets, progress: bool
             with torch.no_grad():
                 reference_chosen = completion_log_probs(reference, prompts, chosen, EOS)
                 reference_rejected = completion_log_probs(reference, prompts, rejected, EOS)
+            chosen_lengths = completion_mask(chosen, EOS).sum(dim=1)
             optimizer = torch.optim.AdamW(model.parameters(), lr=setting.dpo_lr, weight_decay=0.0)
             model.train()
             for _ in range(setting.dpo_steps):
                 batch = torch.randint(len(pairs), (setting.batch_size,), generator=batches).to(device)
-                loss = dpo_loss(completion_log_probs(model, prompts[batch], chosen[batch], EOS),
-                                completion_log_probs(model, prompts[batch], rejected[batch], EOS),
-                                reference_chosen[batch], reference_rejected[batch], setting.dpo_beta)
+                policy_chosen = completion_log_probs(model, prompts[batch], chosen[batch], EOS)
+                policy_rejected = completion_log_probs(model, prompts[batch], rejected[batch], EOS)
+                loss = dpo_loss(policy_chosen, policy_rejected, reference_chosen[batch],
+                                reference_rejected[batch], setting.dpo_beta)
+                if setting.dpo_nll_weight:
+                    nll = -(policy_chosen / chosen_lengths[batch]).mean()
+                    loss = loss + setting.dpo_nll_weight * nll
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
