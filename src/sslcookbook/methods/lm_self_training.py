@@ -147,12 +147,17 @@ def sample_answers(model, task: AdditionTask, problems: list[Problem], k: int, t
                    generator: torch.Generator) -> list[list[str]]:
     """k sampled answer texts per problem (P lists of k), from one seeded generator.
 
-    A sample that never produced the end token is cut to the longest answer that fits a completion, so
-    that every text can be trained on (as a label, or as DPO's rejected answer)."""
+    A sample that never produced the end token is returned whole (one character longer than any answer,
+    so the verifier rejects it); :func:`trainable` cuts it to fit when it is used as a label."""
     prompts = task.encode_prompts(problems).to(_device(model)).repeat_interleave(k, dim=0)
     completions = generate(model, prompts, task.completion_length, EOS, PAD, temperature, generator)
-    texts = [_decode_row(row)[: task.completion_length - 1] for row in completions.cpu().tolist()]
+    texts = [_decode_row(row) for row in completions.cpu().tolist()]
     return [texts[i * k : (i + 1) * k] for i in range(len(problems))]
+
+
+def trainable(task: AdditionTask, text: str) -> str:
+    """``text`` cut to the longest answer a completion holds (a sample that never ended is one too long)."""
+    return text[: task.completion_length - 1]
 
 
 def _decode_row(row: list[int]) -> str:
@@ -241,13 +246,14 @@ def self_train(model, setting: LMSelfTrainingSetting, sets: ProblemSets, filter:
         kept: list[tuple[Problem, str]] = []
         for problem, answers in zip(problems, samples):
             if filter == "none":
-                kept += [(problem, a) for a in answers]
+                kept += [(problem, trainable(task, a)) for a in answers]
             elif filter == "verified":
                 solved = any(task.check(problem, a) for a in answers)
                 kept += [(problem, task.answer(problem))] if solved else []
             else:
                 answer, share = majority_answer(answers)
-                kept += [(problem, answer)] if share >= setting.majority_share and answer else []
+                agreed = share >= setting.majority_share and answer
+                kept += [(problem, trainable(task, answer))] if agreed else []
         precision = sum(task.check(p, a) for p, a in kept) / max(len(kept), 1)
         supervised_fine_tune(model, task, sets.seed + [p for p, _ in kept],
                              seed_answers + [a for _, a in kept], setting.finetune_steps, setting.batch_size,
@@ -314,9 +320,11 @@ def preference_pairs(task: AdditionTask, problems: list[Problem], samples: list[
     the correct answer against the most frequent wrong one."""
     pairs = []
     for problem, answers in zip(problems, samples):
-        wrong = [a for a in answers if not task.check(problem, a)]
-        if wrong and len(wrong) < len(answers):
-            pairs.append((problem, task.answer(problem), Counter(wrong).most_common(1)[0][0]))
+        right = task.answer(problem)
+        wrong = [trainable(task, a) for a in answers if not task.check(problem, a)]
+        wrong = [a for a in wrong if a != right]  # a never-ended sample may start with the right answer
+        if wrong and any(task.check(problem, a) for a in answers):
+            pairs.append((problem, right, Counter(wrong).most_common(1)[0][0]))
     return pairs
 
 
