@@ -260,3 +260,13 @@ def test_plot_series_rows_and_forecasts_draw_on_tiny_input():
     fig = viz.plot_forecasts(series[:, :, :15], series[:, :, 15:], naive, n=2)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
     plt.close(fig)
+
+
+def test_plot_self_training_curves_draws_a_line_per_method_and_panel():
+    rows = [{"iteration": i, "sampled": 10 * i, "accuracy": 0.1 * i, "pass@4": 0.2 * i} for i in range(3)]
+    fig = viz.plot_self_training_curves({"a": rows, "b": rows[:2]}, metrics=("accuracy", "pass@4"))
+    assert _titles(fig) == ["accuracy", "pass@4"]
+    assert len(fig.axes[0].lines) == 3 and list(fig.axes[1].lines[0].get_ydata()) == [0.0, 20.0, 40.0]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="non-empty"):
+        viz.plot_self_training_curves({"a": []})

@@ -855,3 +855,35 @@ def plot_forecasts(
 
 
 __all__ += ["plot_series_rows", "plot_forecasts"]
+
+
+def plot_self_training_curves(curves: dict, metrics=("accuracy",), x: str = "sampled", axes=None,
+                              title: str | None = None):
+    """Per-iteration curves of self-training runs (notebook 12), one panel per metric.
+
+    ``curves`` maps a method's name to its rows (dicts with ``x`` and each metric, e.g. the output of
+    :func:`sslcookbook.methods.lm_self_training.self_train`); row 0, the starting model, is marked with a
+    dotted line in every panel. Accuracies are drawn in percent.
+    """
+    if not curves or any(not rows for rows in curves.values()):
+        raise ValueError("curves must map each method's name to a non-empty list of rows")
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    fig = None
+    if axes is None:
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.2), squeeze=False)
+        axes = axes[0]
+    axes = np.atleast_1d(axes)
+    for ax, metric in zip(axes, metrics):
+        for i, (name, rows) in enumerate(curves.items()):
+            ax.plot([r[x] for r in rows], [100 * r[metric] for r in rows], marker="o", ms=3, label=name,
+                    color=f"C{i}")
+        start = next(iter(curves.values()))[0]
+        ax.axhline(100 * start[metric], color="gray", ls=":", lw=1, label="start")
+        ax.set_xlabel("sampled answers" if x == "sampled" else x)
+        ax.set_ylabel(f"{metric} (%)")
+        ax.set_title(metric, fontsize=9)
+    axes[0].legend(fontsize=7)
+    if title:
+        axes[0].figure.suptitle(title, fontsize=10)
+    axes[0].figure.tight_layout()
+    return fig or axes[0].figure

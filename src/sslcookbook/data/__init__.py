@@ -4,6 +4,7 @@
 ``available()``. ``fit`` moves the tensors to the device once and gathers its batches there.
 """
 
+from .arithmetic import AdditionTask, Problem, ProblemSets, make_problem_sets
 from .dataset import ImageDataset
 from .paired import PairedDataset, make_shape_pairs
 from .registry import available, default_root, load
@@ -28,6 +29,10 @@ __all__ = [
     "SeriesDataset",
     "load_ucr",
     "make_series",
+    "AdditionTask",
+    "Problem",
+    "ProblemSets",
+    "make_problem_sets",
 ]
 
 from .shards import ShardDataset, pack  # noqa: E402  (streamed shards; appended after the core names)

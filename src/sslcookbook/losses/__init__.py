@@ -24,6 +24,7 @@ from .masked import (
     unpatchify,
 )
 from .momentum import MemoryQueue, moco_loss, moco_v3_loss
+from .preference import clipped_surrogate, dpo_loss, group_relative_advantages, grpo_loss, kl_k3
 from .pretext import (
     MemoryBank,
     estimate_log_z,
@@ -109,4 +110,9 @@ __all__ = [
     "patchify_series",
     "temporal_contrast",
     "ts2vec_loss",
+    "clipped_surrogate",
+    "dpo_loss",
+    "group_relative_advantages",
+    "grpo_loss",
+    "kl_k3",
 ]

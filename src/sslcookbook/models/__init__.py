@@ -1,6 +1,7 @@
 """Backbones and heads."""
 
 from .backbones import BACKBONES, SmallCNN, build_backbone, resnet18_cifar, takes_image_size
+from .char_lm import CharLM, completion_log_probs, completion_mask, generate, token_log_probs
 from .export import export_backbone, load_backbone
 from .heads import mlp
 from .sequence import ConvEncoder1d, PatchTransformer
@@ -23,4 +24,9 @@ __all__ = [
     "TextEncoder",
     "ConvEncoder1d",
     "PatchTransformer",
+    "CharLM",
+    "completion_log_probs",
+    "completion_mask",
+    "generate",
+    "token_log_probs",
 ]

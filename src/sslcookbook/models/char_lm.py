@@ -1,0 +1,120 @@
+"""A small causal character-level transformer language model, its sampler and its completion log-probs.
+
+Token and learned position embeddings, ``depth`` pre-norm blocks (x + causal attention(LN(x)), then
+x + MLP(LN(x)); Vaswani et al. 2017 with GPT-2's pre-norm, Radford et al. 2019), a final LayerNorm and a
+linear read-out to next-token logits. Attention is
+``torch.nn.functional.scaled_dot_product_attention(..., is_causal=True)``: position t sees positions ≤ t.
+
+Sequences are a fixed-length prompt followed by a completion (see :mod:`sslcookbook.data.arithmetic`):
+:func:`generate` samples completions token by token, :func:`completion_log_probs` scores given ones.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _CausalBlock(nn.Module):
+    def __init__(self, width: int, heads: int, mlp_ratio: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv, self.out = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.out(attended.transpose(1, 2).reshape(b, length, width))
+        return x + self.mlp(self.norm2(x))
+
+
+class CharLM(nn.Module):
+    """Token ids (int64 B×L, L ≤ ``context_length``) → next-token logits B×L×``vocab_size``.
+
+    Args:
+        vocab_size: the number of tokens.
+        context_length: the longest sequence (prompt + completion) in tokens.
+        width: the embedding width; ``heads`` must divide it.
+        depth: the number of transformer blocks.
+    """
+
+    def __init__(self, vocab_size: int, context_length: int, width: int = 64, depth: int = 2,
+                 heads: int = 4, mlp_ratio: int = 4):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}; choose heads that divide it")
+        self.vocab_size, self.context_length = vocab_size, context_length
+        self.token = nn.Embedding(vocab_size, width)
+        self.position = nn.Parameter(0.02 * torch.randn(context_length, width))
+        self.blocks = nn.ModuleList(_CausalBlock(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.readout = nn.Linear(width, vocab_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.dim() != 2 or ids.dtype != torch.long:
+            raise ValueError(f"ids must be int64 B×L token ids, got {ids.dtype} of shape {tuple(ids.shape)}")
+        if ids.shape[1] > self.context_length:
+            raise ValueError(f"sequence of {ids.shape[1]} tokens is longer than context_length "
+                             f"{self.context_length}; build the model with a longer context")
+        x = self.token(ids) + self.position[: ids.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.readout(self.norm(x))
+
+
+def completion_mask(completions: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """True for the tokens of each completion up to and including its first end token (B×T bool)."""
+    is_end = completions == eos_id
+    ended_before = (is_end.long().cumsum(dim=1) - is_end.long()) > 0
+    return ~ended_before
+
+
+def token_log_probs(model: nn.Module, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
+    """log p(completion token t | prompt, earlier completion tokens), B×T (every position; mask it)."""
+    if prompts.shape[0] != completions.shape[0]:
+        raise ValueError(f"{prompts.shape[0]} prompts but {completions.shape[0]} completions")
+    sequence = torch.cat([prompts, completions[:, :-1]], dim=1)
+    logits = model(sequence)[:, prompts.shape[1] - 1 :]  # the positions that predict the completion
+    return torch.gather(F.log_softmax(logits.float(), dim=-1), 2, completions.unsqueeze(-1)).squeeze(-1)
+
+
+def completion_log_probs(model: nn.Module, prompts: torch.Tensor, completions: torch.Tensor,
+                         eos_id: int) -> torch.Tensor:
+    r"""The log-probability of each whole completion, :math:`\log \pi(y \mid x) = \sum_t \log
+    \pi(y_t \mid x, y_{<t})` over its tokens up to and including the end token; B."""
+    mask = completion_mask(completions, eos_id)
+    return (token_log_probs(model, prompts, completions) * mask).sum(dim=1)
+
+
+@torch.no_grad()
+def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_id: int, pad_id: int,
+             temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample completions B×``max_new_tokens``: softmax(logits / temperature), or the argmax when
+    ``temperature`` is 0. After a completion's end token, the rest is padding.
+
+    The same model, prompts, temperature and seeded ``generator`` (on the model's device) give the same
+    completions. The model is put in eval mode for sampling and restored afterwards.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be ≥ 0 (0 = greedy), got {temperature}")
+    was_training = model.training
+    model.eval()
+    sequence, finished = prompts, torch.zeros(prompts.shape[0], dtype=torch.bool, device=prompts.device)
+    for _ in range(max_new_tokens):
+        logits = model(sequence)[:, -1].float()
+        if temperature == 0:
+            token = logits.argmax(dim=-1)
+        else:
+            probs = F.softmax(logits / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        finished |= token == eos_id
+        sequence = torch.cat([sequence, token[:, None]], dim=1)
+    model.train(was_training)
+    return sequence[:, prompts.shape[1] :]
