@@ -123,3 +123,85 @@ def test_pairs_path_errors(tmp_path):
         data.load(f"pairs:{tmp_path}")
     with pytest.raises(ValueError, match="needs a path"):
         data.load("pairs:")
+
+
+def write_coco_tree(root, split_names=("train2017", "val2017"), images_per_split=3):
+    """A tiny COCO captions tree: root/annotations/captions_<name>.json and root/<name>/*.jpg."""
+    (root / "annotations").mkdir(parents=True)
+    next_id = 0
+    for s, name in enumerate(split_names):
+        (root / name).mkdir()
+        images, annotations = [], []
+        for i in range(images_per_split):
+            image_id = 100 * (s + 1) + (images_per_split - i)  # ids out of file order: images sort by id
+            file_name = f"{image_id:012d}.jpg"
+            Image.fromarray(np.full((8, 10, 3), 30 * i + 10, dtype=np.uint8)).save(root / name / file_name)
+            images.append({"id": image_id, "file_name": file_name, "height": 8, "width": 10})
+            for k in range(2):  # two captions per image, the first one is kept
+                next_id += 1
+                caption = f" a {'dark' if i == 0 else 'bright'} patch number {i} take {k} "
+                annotations.append({"id": next_id, "image_id": image_id, "caption": caption})
+        images.append({"id": 999 + s, "file_name": "uncaptioned.jpg"})  # no caption: left out, not read
+        (root / "annotations" / f"captions_{name}.json").write_text(
+            json.dumps({"info": {}, "images": images, "annotations": annotations})
+        )
+    return root
+
+
+def test_pairs_coco_captions_tree(tmp_path):
+    root = write_coco_tree(tmp_path)
+    train, test = data.load(f"pairs:{root}", "train"), data.load(f"pairs:{root}", "test")
+    assert isinstance(train, PairedDataset) and train.images.shape == (3, 3, 8, 10) and len(test) == 3
+    # images by id (the file lists them in reverse), each with its first caption, stripped
+    first = [f"a {'dark' if i == 0 else 'bright'} patch number {i} take 0" for i in (2, 1, 0)]
+    assert train.captions == first
+    assert train.images[:, 0, 0, 0].tolist() == [70, 40, 10] and train.classes == ["unlabelled"]
+    assert train.tokenizer.decode(train.tokens[2]) == train.captions[2]
+    assert test.tokenizer.vocabulary == train.tokenizer.vocabulary  # the vocabulary of the train captions
+    # the path of one annotation file: that file is the train split
+    lone = data.load(f"pairs:{root / 'annotations' / 'captions_val2017.json'}", "train")
+    assert lone.captions == test.captions
+    with pytest.raises(ValueError, match="one COCO annotation file.*split='train'"):
+        data.load(f"pairs:{root / 'annotations' / 'captions_val2017.json'}", "test")
+
+
+UNLISTED = {"images": [], "annotations": [{"image_id": 5, "caption": "a caption"}]}
+
+
+@pytest.mark.parametrize(
+    "damage,error,match",
+    [
+        (lambda a: a.write_text('{"images": [{"id": 1, "file_na'), ValueError, "not valid JSON.*corrupt"),
+        (lambda a: a.write_text('{"images": []}'), ValueError, "not a COCO captions file.*'annotations'"),
+        (
+            lambda a: a.write_text(json.dumps(UNLISTED)),
+            ValueError,
+            "image_id 5, which 'images' does not list",
+        ),
+        (lambda a: a.unlink(), ValueError, "one COCO annotation file"),  # the val file alone remains
+    ],
+)
+def test_pairs_coco_bad_annotation_file_names_the_fix(tmp_path, damage, error, match):
+    root = write_coco_tree(tmp_path)
+    damage(root / "annotations" / "captions_train2017.json")
+    with pytest.raises(error, match=match):
+        data.load(f"pairs:{root}", "test" if "one COCO" in match else "train")
+
+
+def test_pairs_coco_missing_image_and_missing_annotations(tmp_path):
+    root = write_coco_tree(tmp_path / "coco")
+    next((root / "train2017").glob("*.jpg")).unlink()
+    with pytest.raises(FileNotFoundError, match="image '0.*jpg' is not in .*train2017"):
+        data.load(f"pairs:{root}", "train")
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(FileNotFoundError, match="captions_\\*.json annotation files"):
+        data.load(f"pairs:{tmp_path / 'bare'}", "train")
+
+
+def test_pairs_coco_torchvision_reader_matches_the_json_reader(tmp_path):
+    pytest.importorskip("pycocotools", reason="torchvision's CocoCaptions needs pycocotools")
+    from sslcookbook.data.paired import _coco_index_from_json, _coco_index_from_torchvision
+
+    root = write_coco_tree(tmp_path)
+    annotation = root / "annotations" / "captions_train2017.json"
+    assert _coco_index_from_torchvision(annotation, root / "train2017") == _coco_index_from_json(annotation)

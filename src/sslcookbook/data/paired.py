@@ -14,11 +14,19 @@ zero-shot classification turns into a classifier.
   file, its images relative to its folder), columns ``file`` and ``caption`` and, optionally, ``label``
   (a class name, for the probes and zero-shot prompts) and ``split`` (``train``/``test``; without it every
   row is the train split). The vocabulary is built from the train rows' captions.
+- ``pairs:<path>`` of a COCO captions tree (torchvision's ``CocoCaptions`` layout): a folder holding
+  ``captions_*.json`` annotation files (itself or in its ``annotations/``), or the path of one; the file
+  whose name says ``train`` is the train split, the one that says ``val`` or ``test`` the test split (a
+  lone file is the train split). The images of ``captions_<name>.json`` are in ``<root>/<name>/``,
+  ``<root>/images/<name>/``, ``<root>/images/`` or ``<root>/``, the first that holds them (``<root>``:
+  the folder above ``annotations/``). Each image keeps its first caption (COCO has about five); no labels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import itertools
 import json
 import math
@@ -57,6 +65,7 @@ DIGIT_TEMPLATES = (
 DIGIT_CAPTION_LENGTH = 8
 PAIRS_MAX_LENGTH = 32
 CAPTION_FILES = ("captions.csv", "captions.jsonl")
+COCO_PATTERN = "captions_*.json"  # COCO's caption annotations: captions_train2017.json, captions_val2017.json
 
 
 @dataclass(eq=False, repr=False)
@@ -241,8 +250,13 @@ def digit_pairs(digits: ImageDataset, seed: int = 0) -> PairedDataset:
 
 
 def load_pairs(path: str | os.PathLike, split: str) -> PairedDataset:
-    """``split`` of the pairs described by a captions file (see the module docstring)."""
-    caption_file = _caption_file(Path(path).expanduser())
+    """``split`` of the pairs described by a captions file or a COCO captions tree (see the module
+    docstring)."""
+    path = Path(path).expanduser()
+    coco = _coco_annotation_files(path)
+    if coco:
+        return load_coco_captions(coco, split)
+    caption_file = _caption_file(path)
     rows = _read_rows(caption_file)
     has_split = "split" in rows[0]
     if has_split:
@@ -293,7 +307,10 @@ def _caption_file(path: Path) -> Path:
         raise FileNotFoundError(f"{path} does not exist: check the path after 'pairs:'")
     if path.is_file():
         if path.suffix.lower() not in (".csv", ".jsonl"):
-            raise ValueError(f"pairs:{path} must be a .csv or .jsonl captions file, or a folder holding one")
+            raise ValueError(
+                f"pairs:{path} must be a .csv or .jsonl captions file, a COCO {COCO_PATTERN} annotation "
+                "file, or a folder holding one"
+            )
         return path
     found = [path / name for name in CAPTION_FILES if (path / name).is_file()]
     if len(found) != 1:
@@ -301,6 +318,7 @@ def _caption_file(path: Path) -> Path:
         raise FileNotFoundError(
             f"{path} holds {what} of {' and '.join(CAPTION_FILES)}: put exactly one captions file there, "
             "with columns file,caption (and optionally label, split), or pass the file's path after 'pairs:'"
+            f"; a COCO captions tree needs its {COCO_PATTERN} annotation files there or in annotations/"
         )
     return found[0]
 
@@ -349,3 +367,168 @@ def _read_rows(caption_file: Path) -> list[dict]:
                 )
         row["caption"] = row["caption"].strip()
     return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# pairs:<path> of a COCO captions tree
+# ------------------------------------------------------------------------------------------------
+
+
+def _coco_annotation_files(path: Path) -> dict[str, Path]:
+    """``{"train": file, "test": file}`` (or only train) of a COCO captions tree at ``path``; ``{}`` when
+    ``path`` is not one (then it is a CSV/JSONL captions folder or file)."""
+    if path.is_file():
+        return {"train": path} if path.match(COCO_PATTERN) else {}
+    if not path.is_dir():
+        return {}
+    found = sorted(path.glob(COCO_PATTERN)) or sorted((path / "annotations").glob(COCO_PATTERN))
+    if not found:
+        return {}
+    if len(found) == 1:
+        return {"train": found[0]}
+    by_split: dict[str, list[Path]] = {"train": [], "test": []}
+    for file in found:
+        name = file.stem.lower()
+        if "train" in name:
+            by_split["train"].append(file)
+        elif "val" in name or "test" in name:
+            by_split["test"].append(file)
+    names = ", ".join(f.name for f in found)
+    for split, files in by_split.items():
+        if len(files) != 1:
+            raise ValueError(
+                f"{path} holds the COCO annotation files {names}: expected exactly one whose name says "
+                f"{'train' if split == 'train' else 'val or test'}, found {len(files)}; pass one file's "
+                "path after 'pairs:' (it is then the train split) or keep one train and one val file"
+            )
+    return {split: files[0] for split, files in by_split.items()}
+
+
+def load_coco_captions(annotation_files: dict[str, Path], split: str) -> PairedDataset:
+    """``split`` of a COCO captions tree (``{"train": captions_train*.json, "test": captions_val*.json}``):
+    each image with its first caption, the vocabulary from the train file's captions, no labels.
+
+    With pycocotools installed the annotations are read by ``torchvision.datasets.CocoCaptions`` (its
+    index: images by id, their captions in file order); without it, the JSON is parsed here with the
+    standard library: pycocotools is a compiled extension that sslcookbook does not depend on, and the
+    caption annotations need none of it (``images``: id, file_name; ``annotations``: image_id, caption).
+    Both readers give the same rows.
+    """
+    if split not in annotation_files:
+        only = annotation_files["train"]
+        raise ValueError(
+            f"{only.parent} has one COCO annotation file ({only.name}), which is the train split: load "
+            "split='train', or point pairs: at a folder holding captions_train*.json and captions_val*.json"
+        )
+    train_rows = _coco_rows(annotation_files["train"])
+    rows = train_rows if split == "train" else _coco_rows(annotation_files[split])
+    from .folder import _decode_all, _stack_images
+
+    paths = [str(file) for file, _ in rows]
+    images = _stack_images(paths, _decode_all(paths))
+    captions = [caption for _, caption in rows]
+    longest = max(len(words(caption)) for _, caption in train_rows)
+    return PairedDataset(
+        images,
+        torch.zeros(len(rows), dtype=torch.int64),
+        ["unlabelled"],
+        f"pairs:{annotation_files[split]}/{split}",
+        captions=captions,
+        tokenizer=WordTokenizer.from_texts(caption for _, caption in train_rows),
+        caption_length=min(longest + 2, PAIRS_MAX_LENGTH),
+    )
+
+
+def _coco_rows(annotation_file: Path) -> list[tuple[Path, str]]:
+    """(image path, first caption) per captioned image of one COCO annotation file, images by id."""
+    folder = _coco_image_folder(annotation_file)
+    try:
+        import pycocotools  # noqa: F401
+    except ImportError:
+        images = _coco_index_from_json(annotation_file)
+    else:
+        images = _coco_index_from_torchvision(annotation_file, folder)
+    rows = []
+    for file_name, captions in images:
+        if not captions:
+            continue  # an image without captions has nothing to pair with
+        image = folder / file_name
+        if not image.is_file():
+            raise FileNotFoundError(
+                f"{annotation_file}: image {file_name!r} is not in {folder}; put the images the file lists "
+                "there (or in images/), or remove their entries"
+            )
+        rows.append((image, captions[0].strip()))
+    if not rows:
+        raise ValueError(f"{annotation_file} has no captioned image: its annotations list no caption")
+    return rows
+
+
+def _coco_image_folder(annotation_file: Path) -> Path:
+    """Where the images of ``captions_<name>.json`` are: the first of ``<root>/<name>``,
+    ``<root>/images/<name>``, ``<root>/images``, ``<root>`` that exists (``<root>``: above annotations/)."""
+    here = annotation_file.parent
+    root = here.parent if here.name == "annotations" else here
+    name = annotation_file.stem[len("captions_") :]
+    candidates = [root / name, root / "images" / name, root / "images", root]
+    return next(c for c in candidates if c.is_dir())
+
+
+def _read_coco_json(annotation_file: Path) -> dict:
+    """The parsed annotation file, checked: every image has an id and a file name, every annotation a
+    caption and the id of a listed image (either reader would otherwise fail obscurely or drop it)."""
+    try:
+        with open(annotation_file, encoding="utf-8") as f:
+            value = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{annotation_file} is not valid JSON ({error}): the file is truncated or corrupt; download or "
+            "regenerate it (COCO's captions_*.json)"
+        ) from error
+    if not isinstance(value, dict) or not all(
+        isinstance(value.get(key), list) for key in ("images", "annotations")
+    ):
+        raise ValueError(
+            f"{annotation_file} is not a COCO captions file: it needs an 'images' list (id, file_name) and "
+            "an 'annotations' list (image_id, caption)"
+        )
+    for i, image in enumerate(value["images"]):
+        if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str):
+            raise ValueError(f"{annotation_file}: images[{i}] needs an 'id' and a 'file_name'")
+    listed = {image["id"] for image in value["images"]}
+    for i, annotation in enumerate(value["annotations"]):
+        if not isinstance(annotation, dict) or not isinstance(annotation.get("caption"), str):
+            raise ValueError(f"{annotation_file}: annotations[{i}] needs an 'image_id' and a 'caption'")
+        if annotation.get("image_id") not in listed:
+            raise ValueError(
+                f"{annotation_file}: annotations[{i}] is for image_id {annotation.get('image_id')!r}, which "
+                "'images' does not list; add the image or remove the annotation"
+            )
+    return value
+
+
+def _coco_index_from_json(annotation_file: Path) -> list[tuple[str, list[str]]]:
+    """(file_name, captions in file order) per image, sorted by image id, with the standard library."""
+    value = _read_coco_json(annotation_file)
+    files = {image["id"]: image["file_name"] for image in value["images"]}
+    captions: dict = {image_id: [] for image_id in files}
+    for annotation in value["annotations"]:
+        captions[annotation["image_id"]].append(annotation["caption"])
+    return [(files[image_id], captions[image_id]) for image_id in sorted(files)]
+
+
+def _coco_index_from_torchvision(annotation_file: Path, folder: Path) -> list[tuple[str, list[str]]]:
+    """The same index read by ``torchvision.datasets.CocoCaptions`` (needs pycocotools)."""
+    from torchvision.datasets import CocoCaptions
+
+    _read_coco_json(annotation_file)  # the clear errors for a bad file, before pycocotools' own
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        dataset = CocoCaptions(str(folder), str(annotation_file))
+    coco = dataset.coco
+    return [
+        (
+            coco.loadImgs(image_id)[0]["file_name"],
+            [a["caption"] for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id))],
+        )
+        for image_id in dataset.ids
+    ]
