@@ -204,21 +204,12 @@ def fit(
                 # views: augmented on the device, from a generator seeded with the step and rank
                 view_generator = _seeded(config.seed, 1, step * world + rank, device)
                 batch_views = views(images[idx], generator=view_generator)
-                if config.channels_last:
-                    batch_views = [_nhwc(v) for v in batch_views]
-                # loss (DDP averages the gradients over ranks in backward)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    captions = None if tokens is None else tokens[idx]
-                    out = step_module(batch_views, labels[idx], idx if indexed else None, captions)
-                # step
-                optimizer.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
-                optimizer.step()
-                # EMA: momentum encoders follow the online ones
-                if hasattr(method, "after_step"):
-                    method.after_step((step + 1) / plan.total_steps)
+                # loss, backward, optimiser step, then the EMA targets follow (see optimise_step)
+                captions = None if tokens is None else tokens[idx]
+                out = optimise_step(
+                    step_module, method, optimizer, config, batch_views, labels[idx],
+                    idx if indexed else None, captions, use_amp, (step + 1) / plan.total_steps,
+                )  # fmt: skip
                 # log: the row keeps its tensors on the device until the next sync
                 log.append({"epoch": epoch, "step": step, **scheduled}, out)
                 step_in_epoch += 1
@@ -227,15 +218,7 @@ def fit(
                     log.flush()
                     _show(bar, history)
             # epoch end: sync the rows, summarise, monitor, checkpoint
-            log.flush()
-            summary = _epoch_row(history, epoch, started)
-            if monitor is not None and monitor.due(epoch):
-                summary["knn"] = monitor(method)
-            if on_epoch_end is not None:
-                summary.update(on_epoch_end(epoch, method) or {})
-                method.train()
-            history.epochs.append(summary)
-            _show(bar, history)
+            end_epoch(method, history, log, bar, epoch, started, monitor, on_epoch_end)
             epoch, step_in_epoch = epoch + 1, 0
             checkpoint()
     except KeyboardInterrupt:
@@ -283,6 +266,50 @@ class _Plan:
         """Where this rank's images of the step sit in the epoch's permutation."""
         start = step_in_epoch * self.batch_size + rank * self.local_batch
         return slice(start, start + self.local_batch)
+
+
+def optimise_step(
+    step_module,
+    method,
+    optimizer,
+    config: TrainConfig,
+    batch_views,
+    labels,
+    indices,
+    captions,
+    use_amp: bool,
+    progress: float,
+) -> dict:
+    """One training step on a batch of views, shared by ``fit`` and the streaming loop
+    (``data/shards.py``): the loss under bf16 autocast when ``use_amp`` (DDP averages the gradients over
+    ranks in backward), gradient clipping, the optimiser step, then ``method.after_step(progress)``, where
+    momentum encoders follow the online ones. Returns the method's output dict."""  # fmt: skip
+    if config.channels_last:
+        batch_views = [_nhwc(v) for v in batch_views]
+    with torch.autocast(batch_views[0].device.type, dtype=torch.bfloat16, enabled=use_amp):
+        out = step_module(batch_views, labels, indices, captions)
+    optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    if config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
+    optimizer.step()
+    if hasattr(method, "after_step"):
+        method.after_step(progress)
+    return out
+
+
+def end_epoch(method, history: History, log, bar, epoch: int, started: float, monitor, on_epoch_end) -> None:
+    """The end of an epoch, shared by ``fit`` and the streaming loop: sync the step rows, summarise the
+    epoch, add the kNN monitor's and ``on_epoch_end``'s metrics, append the row and show it."""
+    log.flush()
+    summary = _epoch_row(history, epoch, started)
+    if monitor is not None and monitor.due(epoch):
+        summary["knn"] = monitor(method)
+    if on_epoch_end is not None:
+        summary.update(on_epoch_end(epoch, method) or {})
+        method.train()
+    history.epochs.append(summary)
+    _show(bar, history)
 
 
 def _check_config(config: TrainConfig) -> None:

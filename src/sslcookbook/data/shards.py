@@ -873,6 +873,7 @@ def fit_streaming(
         bank = dataset.materialize(2 * config.knn_samples)
         monitor = KNNMonitor.of(bank, monitor_data, config)
     method.to(device)
+    trainer._apply_speed_settings(method, config, device)
     indexed = getattr(method, "uses_indices", False)
     if indexed:
         method.set_num_instances(len(dataset))
@@ -914,15 +915,10 @@ def fit_streaming(
                 scheduled = schedule.apply(step)
                 view_generator = trainer._seeded(config.seed, 1, step * world + rank, device)
                 batch_views = views(images, generator=view_generator)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out = step_module(batch_views, labels, idx if indexed else None, None)
-                optimizer.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
-                optimizer.step()
-                if hasattr(method, "after_step"):
-                    method.after_step((step + 1) / plan.total_steps)
+                out = trainer.optimise_step(
+                    step_module, method, optimizer, config, batch_views, labels, idx if indexed else None,
+                    None, use_amp, (step + 1) / plan.total_steps,
+                )  # fmt: skip
                 log.append({"epoch": epoch, "step": step, **scheduled}, out)
                 for shard, n in zip(*torch.unique(shard_of.cpu(), return_counts=True)):
                     shard = int(shard)
@@ -934,15 +930,7 @@ def fit_streaming(
                 if log.due(step):
                     log.flush()
                     trainer._show(bar, history)
-            log.flush()
-            summary = trainer._epoch_row(history, epoch, started)
-            if monitor is not None and monitor.due(epoch):
-                summary["knn"] = monitor(method)
-            if on_epoch_end is not None:
-                summary.update(on_epoch_end(epoch, method) or {})
-                method.train()
-            history.epochs.append(summary)
-            trainer._show(bar, history)
+            trainer.end_epoch(method, history, log, bar, epoch, started, monitor, on_epoch_end)
             epoch, step_in_epoch, done = epoch + 1, 0, []
             checkpoint()
     except KeyboardInterrupt:
