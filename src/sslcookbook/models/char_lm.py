@@ -15,23 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class _CausalBlock(nn.Module):
-    def __init__(self, width: int, heads: int, mlp_ratio: int):
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv, self.out = nn.Linear(width, 3 * width), nn.Linear(width, width)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, length, width = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.out(attended.transpose(1, 2).reshape(b, length, width))
-        return x + self.mlp(self.norm2(x))
+from .text import TransformerBlock
 
 
 class CharLM(nn.Module):
@@ -52,7 +36,7 @@ class CharLM(nn.Module):
         self.vocab_size, self.context_length = vocab_size, context_length
         self.token = nn.Embedding(vocab_size, width)
         self.position = nn.Parameter(0.02 * torch.randn(context_length, width))
-        self.blocks = nn.ModuleList(_CausalBlock(width, heads, mlp_ratio) for _ in range(depth))
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.readout = nn.Linear(width, vocab_size)
 
@@ -64,7 +48,7 @@ class CharLM(nn.Module):
                              f"{self.context_length}; build the model with a longer context")
         x = self.token(ids) + self.position[: ids.shape[1]]
         for block in self.blocks:
-            x = block(x)
+            x = block(x, causal=True)
         return self.readout(self.norm(x))
 
 

@@ -19,7 +19,10 @@ from ..data.text import EOT, PAD
 POOLS = ("eot", "mean")
 
 
-class _Block(nn.Module):
+class TransformerBlock(nn.Module):
+    """A pre-norm transformer block (attention, then MLP, each residual) over B×L×width tokens, shared by
+    the caption encoder (a padding mask) and the character LM (causal attention)."""
+
     def __init__(self, width: int, heads: int, mlp_ratio: int):
         super().__init__()
         self.heads = heads
@@ -29,10 +32,11 @@ class _Block(nn.Module):
             nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width)
         )
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, causal: bool = False):
         b, length, width = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # keep: B×1×1×L, True = attend
+        # keep: B×1×1×L, True = attend
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=causal)
         x = x + self.out(attended.transpose(1, 2).reshape(b, length, width))
         return x + self.mlp(self.norm2(x))
 
@@ -69,7 +73,7 @@ class TextEncoder(nn.Module):
         self.context_length, self.pool, self.feature_dim = context_length, pool, width
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.position_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)
-        self.blocks = nn.ModuleList(_Block(width, heads, mlp_ratio) for _ in range(depth))
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
 
