@@ -873,13 +873,14 @@ def plot_self_training_curves(curves: dict, metrics=("accuracy",), x: str = "sam
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.2), squeeze=False)
         axes = axes[0]
     axes = np.atleast_1d(axes)
+    per = 1000 if x == "sampled" else 1  # sampled answers in thousands: the tick labels stay apart
     for ax, metric in zip(axes, metrics):
         for i, (name, rows) in enumerate(curves.items()):
-            ax.plot([r[x] for r in rows], [100 * r[metric] for r in rows], marker="o", ms=3, label=name,
+            ax.plot([r[x] / per for r in rows], [100 * r[metric] for r in rows], marker="o", ms=3, label=name,
                     color=f"C{i}")
         start = next(iter(curves.values()))[0]
         ax.axhline(100 * start[metric], color="gray", ls=":", lw=1, label="start")
-        ax.set_xlabel("sampled answers" if x == "sampled" else x)
+        ax.set_xlabel("sampled answers (thousands)" if x == "sampled" else x)
         ax.set_ylabel(f"{metric} (%)")
         ax.set_title(metric, fontsize=9)
     axes[0].legend(fontsize=7)
