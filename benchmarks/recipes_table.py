@@ -115,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"recipes_{args.profile}_{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')[:40]}"
     json_path = RESULTS / f"{stem}.json"
-    rows = json.loads(json_path.read_text())["recipes"] if json_path.exists() else []
     for name in args.recipes or sorted(RECIPES):
         print(f"{name} ({args.profile}) ...", flush=True)
         row = run_one(name, args.profile, args.device)
@@ -123,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             f"  {row['wall_seconds']:.0f} s: probe {row['probe']['ssl']}, fine-tune {row['fine_tune']}",
             flush=True,
         )
-        rows = [r for r in rows if r["recipe"] != name] + [
-            row
-        ]  # written after each recipe: a partial run counts
+        # Written after each recipe (a partial run counts), re-read first: two runs of different recipes
+        # side by side keep each other's rows.
+        rows = json.loads(json_path.read_text())["recipes"] if json_path.exists() else []
+        rows = [r for r in rows if r["recipe"] != name] + [row]
         json_path.write_text(json.dumps({**meta, "recipes": rows}, indent=1) + "\n")
         write_markdown(RESULTS / f"{stem}.md", meta, rows)
     print(f"wrote {RESULTS / stem}.md")

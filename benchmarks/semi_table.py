@@ -12,6 +12,7 @@ not run shows "—").
 
     python benchmarks/semi_table.py --profile cpu
     python benchmarks/semi_table.py --profile cpu --budgets 1 4 --methods supervised fixmatch
+    python benchmarks/semi_table.py --profile cpu --seeds 0 1 2     # and the seed spread (_seeds.md)
 """
 
 from __future__ import annotations
@@ -242,18 +243,67 @@ def write(meta: dict, rows: list[dict], columns=COLUMNS) -> Path:
     return base.with_suffix(".md")
 
 
+def write_spread(meta: dict, per_seed: dict[int, list[dict]], columns=COLUMNS) -> Path:
+    """The seed spread: each cell's mean, standard deviation and range over the seeds (split and training
+    seeds both), in ``semi_<profile>_<device>_seeds.md`` and ``.json`` beside the seed-0 table."""
+    slug = re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
+    base = RESULTS / f"semi_{meta['profile']}_{slug}_seeds"
+    seeds = sorted(per_seed)
+    budgets = [row["labels_per_class"] for row in per_seed[seeds[0]]]
+    base.with_suffix(".json").write_text(json.dumps({"meta": meta, "seeds": per_seed}, indent=2) + "\n")
+    lines = [
+        f"# Semi-supervised table, profile `{meta['profile']}`: spread over seeds "
+        + ", ".join(map(str, seeds)),
+        "",
+        f"Each cell: mean ± standard deviation of the test accuracy over {len(seeds)} runs (the labelled "
+        "split and the training both seeded), and the range in brackets. Same setting as the seed-0 table; "
+        f"{meta['device']}, torch {meta['torch']}, {meta['date']}.",
+        "",
+        "| labels per class | " + " | ".join(TITLES[c] for c in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for k in budgets:
+        cells = []
+        for c in columns:
+            rows = [row for s in seeds for row in per_seed[s] if row["labels_per_class"] == k]
+            values = torch.tensor([100 * row[c] for row in rows if c in row])
+            cells.append(
+                f"{values.mean():.1f} ± {values.std():.1f} ({values.min():.1f}–{values.max():.1f})"
+                if len(values) > 1
+                else "—"
+            )
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    base.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return base.with_suffix(".md")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--budgets", nargs="*", default=None, help="labels per class, e.g. 1 4 10 all")
     parser.add_argument("--methods", nargs="*", default=COLUMNS, choices=COLUMNS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="several seeds: seed 0 (if listed) writes the table, all of them the spread table (_seeds.md)",
+    )
     args = parser.parse_args()
     budgets = (
         [_budget(b) for b in args.budgets]
         if args.budgets
         else list(semi_setting(args.profile).labels_per_class)
     )
+    if args.seeds:
+        per_seed = {}
+        for seed in args.seeds:
+            meta, per_seed[seed] = run(args.profile, budgets, args.methods, seed)
+            if seed == 0:
+                write(meta, per_seed[seed])
+        print(write_spread(meta, per_seed).read_text())
+        return
     meta, rows = run(args.profile, budgets, args.methods, args.seed, on_row=lambda m, r: write(m, r))
     print(write(meta, rows).read_text())
 
