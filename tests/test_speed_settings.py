@@ -44,14 +44,15 @@ def test_split_forward_normalises_each_view_with_its_own_batch_statistics():
     method = new_simclr()
     v1, v2 = torch.rand(6, 3, 8, 8), torch.rand(6, 3, 8, 8) * 0.5
     method.view_forward = "split"
-    split = method.project(method.batch([v1, v2]))
-    expected = torch.cat([method.project(v1), method.project(v2)])  # plain tensors: never split
+    split = method.project_views([v1, v2])
+    expected = torch.cat([method.project(v1), method.project(v2)])  # project: one batch, never split
     torch.testing.assert_close(split, expected)
     method.view_forward = "concat"
-    concat = method.project(method.batch([v1, v2]))
+    concat = method.project_views([v1, v2])
+    torch.testing.assert_close(concat, method.project(method.batch([v1, v2])), rtol=0, atol=0)
     assert not torch.allclose(concat, split, atol=1e-4)  # BatchNorm saw the 12 images together
     method.view_forward = "auto"  # the CPU's choice is split
-    torch.testing.assert_close(method.project(method.batch([v1, v2])), split)
+    torch.testing.assert_close(method.project_views([v1, v2]), split)
 
 
 def test_view_forward_rejects_unknown_modes_and_non_two_view_methods():

@@ -1,7 +1,7 @@
 """The kit every method is built from: the interface, the checks, and the shared building blocks.
 
 - :class:`SSLMethod`: the interface the trainer calls (``training_step``, ``after_step``, ``embed``).
-- :class:`TwoViewMethod`: a backbone and a projector applied to two views in one batch.
+- :class:`TwoViewMethod`: a backbone and a projector applied to two views, in one batch or one per view.
 - :func:`check_views` and :func:`two_views`: the views a method receives, checked once.
 - :func:`feature_dim`: the width of a backbone's features, to size the heads.
 - :func:`check_positive` and :func:`check_fraction`: constructor arguments (temperatures, momenta).
@@ -10,6 +10,8 @@
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -132,7 +134,15 @@ class TwoViewMethod(SSLMethod):
 
     One batch for both views means one set of BatchNorm statistics for both, as in SimCLR, MoCo and
     BYOL. Subclasses build the projector (its shape is part of each method) and write
-    ``training_step``, usually ``z1, z2 = self.project(self.batch(views)).chunk(2)`` and a loss.
+    ``training_step``, usually ``z1, z2 = self.project_views(views).chunk(2)`` and a loss; a head on
+    top of the projections (a predictor) or a momentum target goes through :meth:`forward_views` so
+    that it sees the views the way the projector did.
+
+    With ``view_forward = "split"`` every stage that sees the batch goes one view at a time: backbone
+    and projector (:meth:`project_views`), a predictor on top and a momentum target (both through
+    :meth:`forward_views`). The step then computes what the same networks compute on v1 alone and on
+    v2 alone, and a target, the EMA copy of the online network, normalises exactly the batches the
+    online network normalised: the two branches differ only in their weights, in either mode.
     """
 
     def __init__(self, backbone: nn.Module, projector: nn.Module):
@@ -140,16 +150,15 @@ class TwoViewMethod(SSLMethod):
         self.backbone = backbone
         self.projector = projector
         self.view_forward = "concat"
-        self._batched: tuple[torch.Tensor, int] | None = None  # batch()'s output and its views' size
 
-    #: ``"concat"``: one forward over the 2B images of :meth:`batch` (one set of BatchNorm statistics for
-    #: both views, as the papers do); ``"split"``: :meth:`project` runs one forward per view on the
-    #: tensor that ``batch`` returned (BatchNorm normalises each view with its own statistics, as
-    #: lightly's examples do), faster on a CPU (a SimCLR step of the small CNN at batch 256 on 2 cores,
-    #: channels_last: 1.14 s against 1.33 s in fp32, 0.56 against 0.58 s in bf16;
-    #: benchmarks/results/profile_simclr_cpu.md); ``"auto"``: ``"split"`` on the CPU, ``"concat"``
-    #: elsewhere (on a GPU one large batch keeps the device busier). Set it with
-    #: ``TrainConfig(view_forward=...)`` or on the method; the default stays ``"concat"``.
+    #: ``"concat"`` (the default): one forward over the 2B images of both views (one set of BatchNorm
+    #: statistics for both, as the papers do); ``"split"``: one forward per view (each view is a batch of
+    #: its own for every BatchNorm, as lightly's examples do), faster on a CPU (a SimCLR step of the
+    #: small CNN at batch 256 on 2 cores, channels_last: 1.14 s against 1.33 s in fp32, 0.56 against
+    #: 0.58 s in bf16; benchmarks/results/profile_simclr_cpu.md); ``"auto"``: ``"split"`` on the CPU,
+    #: ``"concat"`` elsewhere (on a GPU one large batch keeps the device busier). It applies to
+    #: :meth:`project_views` and :meth:`forward_views`; set it with ``TrainConfig(view_forward=...)`` or
+    #: on the method.
     VIEW_FORWARDS = ("concat", "split", "auto")
 
     @property
@@ -163,23 +172,46 @@ class TwoViewMethod(SSLMethod):
         self._view_forward = mode
 
     def batch(self, views: list[torch.Tensor]) -> torch.Tensor:
-        """The two checked views as one 2B×C×H×W batch, the first view's images first."""
-        v1, v2 = two_views(views, type(self).__name__)
-        both = torch.cat([v1, v2])
-        self._batched = (both, v1.shape[0])
-        return both
-
-    def _splits(self, x: torch.Tensor) -> bool:
-        if self._batched is None or x is not self._batched[0]:
-            return False
-        mode = self._view_forward
-        return mode == "split" or (mode == "auto" and x.device.type == "cpu")
+        """The two checked views as one 2B×C×H×W batch, the first view's images first: [v1; v2]."""
+        return torch.cat(two_views(views, type(self).__name__))
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """g(f(x)): the projections that the loss compares (per view when ``view_forward`` says so)."""
-        if self._splits(x):
-            return torch.cat([self.projector(self.backbone(v)) for v in x.split(self._batched[1])])
+        """g(f(x)) on one batch ``x``, whatever it holds (``view_forward`` does not apply here)."""
         return self.projector(self.backbone(x))
+
+    def _views_apart(self, device: torch.device) -> bool:
+        """Whether ``view_forward`` runs one forward per view for tensors on ``device``."""
+        mode = self._view_forward
+        return mode == "split" or (mode == "auto" and torch.device(device).type == "cpu")
+
+    def forward_views(
+        self, encode: Callable[[torch.Tensor], torch.Tensor], both: torch.Tensor
+    ) -> torch.Tensor:
+        """``encode`` over ``both`` = [v1; v2] (2B rows, the first view's first), as ``view_forward`` says:
+        ``encode(both)`` ("concat") or ``[encode(v1); encode(v2)]`` ("split", "auto" on the CPU).
+
+        Only BatchNorm (and any layer that mixes the rows of its batch) can tell the two apart.
+        """
+        if both.shape[0] % 2:
+            raise ValueError(
+                f"forward_views takes both views stacked, 2B rows, got {both.shape[0]}: pass "
+                "self.batch(views) or the 2B projections of project_views"
+            )
+        if self._views_apart(both.device):
+            return torch.cat([encode(v) for v in both.chunk(2)])
+        return encode(both)
+
+    def project_views(self, views: list[torch.Tensor]) -> torch.Tensor:
+        r"""The 2B projections of the two views, the first view's first: :math:`z = g(f([v_1; v_2]))`.
+
+        The views are checked (:func:`two_views`). ``view_forward = "concat"`` (the default) runs one
+        forward over the 2B images, so every BatchNorm normalises both views with one set of
+        statistics (the papers); ``"split"`` runs one forward per view, :math:`[g(f(v_1)); g(f(v_2))]`,
+        so each view is normalised with its own statistics (lightly's examples; faster on a CPU);
+        ``"auto"`` is ``"split"`` on the CPU and ``"concat"`` elsewhere. Without BatchNorm, or in eval
+        mode, the modes give the same projections. ``z.chunk(2)`` gives z1 and z2.
+        """
+        return self.forward_views(self.project, self.batch(views))
 
 
 __all__ = [

@@ -36,7 +36,7 @@ class SimCLR(TwoViewMethod):
         self.temperature, self.gather_distributed, self.backend = temperature, gather_distributed, backend
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
-        z1, z2 = self.project(self.batch(views)).chunk(2)
+        z1, z2 = self.project_views(views).chunk(2)
         loss = nt_xent(
             z1, z2, self.temperature, backend=self.backend, gather_distributed=self.gather_distributed
         )
@@ -59,7 +59,7 @@ class DCL(TwoViewMethod):
         self.temperature = temperature
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
-        z1, z2 = self.project(self.batch(views)).chunk(2)
+        z1, z2 = self.project_views(views).chunk(2)
         return {"loss": dcl(z1, z2, self.temperature)}
 
 
@@ -85,7 +85,7 @@ class SupCon(TwoViewMethod):
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
         if labels is None:
             raise ValueError("SupCon is supervised: it needs the labels of the batch")
-        z1, z2 = self.project(self.batch(views)).chunk(2)
+        z1, z2 = self.project_views(views).chunk(2)
         loss = supcon(torch.cat([z1, z2]), labels.repeat(2), self.temperature, self.gather_distributed)
         return {"loss": loss}
 
@@ -116,9 +116,9 @@ class NNCLR(TwoViewMethod):
         self.temperature, self.backend = temperature, backend
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
-        z = self.project(self.batch(views))
+        z = self.project_views(views)
         z1, z2 = z.chunk(2)
-        p1, p2 = self.predictor(z).chunk(2)
+        p1, p2 = self.forward_views(self.predictor, z).chunk(2)
         queue = self.support.queue
         loss = 0.5 * (
             nnclr_loss(z1, p2, queue, self.temperature, self.backend)

@@ -36,6 +36,11 @@ class BYOL(TwoViewMethod):
     with :math:`\mathcal{D}` the negative cosine (:func:`sslcookbook.losses.negative_cosine`; BYOL's
     2 − 2 cos is the same up to an affine map). Evaluation uses the online backbone.
 
+    The target runs in training mode (BatchNorm with the statistics of its own batch, as in the
+    paper) on the batches the online network sees: both views in one 2B batch by default, one batch
+    per view with ``view_forward = "split"`` (the predictor too), so z^ξ and z^θ differ only in the
+    weights that made them.
+
     Args:
         backbone: the encoder (with ``feature_dim``).
         projector_hidden_dim, projector_dim: the projector MLP (4096 → 256 in the paper).
@@ -65,11 +70,15 @@ class BYOL(TwoViewMethod):
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
         both = self.batch(views)
-        p1, p2 = self.predictor(self.project(both)).chunk(2)
-        with torch.no_grad():
-            z1, z2 = self.target.projector(self.target.backbone(both)).chunk(2)
+        p1, p2 = self.forward_views(self.predictor, self.forward_views(self.project, both)).chunk(2)
+        z1, z2 = self.forward_views(self.targets, both).chunk(2)
         loss = 0.5 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))
         return {"loss": loss, "momentum": self.target.momentum}
+
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """The target network's projections z^ξ = g_ξ(f_ξ(x)), without gradient."""
+        with torch.no_grad():
+            return self.target.projector(self.target.backbone(x))
 
     def after_step(self, progress: float) -> None:
         self.target.update(progress)
@@ -139,8 +148,8 @@ class SimSiam(TwoViewMethod):
         return [self.predictor] if self.fixed_predictor_lr and self.use_predictor else []
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
-        z = self.project(self.batch(views))
-        p1, p2 = self.predictor(z).chunk(2)
+        z = self.project_views(views)
+        p1, p2 = self.forward_views(self.predictor, z).chunk(2)
         z1, z2 = z.chunk(2)
         loss = 0.5 * (
             negative_cosine(p1, z2, stop_gradient=self.stop_gradient)

@@ -111,6 +111,10 @@ class MoCoV2(_MomentumContrast):
     subsets. ``bn_splits > 1`` does that on one device, as the official CIFAR-10 demo's
     ``--bn-splits 8`` (its ShuffleBN is worth 4 points at 800 epochs there); ``bn_splits=1`` (the
     default) normalises the whole batch at once. Under DDP each rank splits its own batch.
+
+    With ``bn_splits=1``, ``view_forward = "split"`` puts the queries and the keys through one
+    forward per view (the key encoder sees the batches the query encoder saw); ``bn_splits > 1``
+    chooses the sub-batches itself, and ``view_forward`` does not apply.
     """
 
     def __init__(
@@ -136,7 +140,7 @@ class MoCoV2(_MomentumContrast):
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
         both = self.batch(views)
         if self.bn_splits == 1:
-            q, k = self.project(both), self.keys(both)
+            q, k = self.forward_views(self.project, both), self.forward_views(self.keys, both)
         else:
             q = sub_batch_forward(self.project, both, self.bn_splits, [self.backbone, self.projector])
             order = torch.randperm(both.shape[0]).to(both.device)  # the CPU generator: checkpointed
@@ -158,6 +162,7 @@ class MoCoV3(_MomentumContrast):
     loss = ctr(q1, k2) + ctr(q2, k1) with ctr = 2τ·InfoNCE over the global batch; the momentum goes
     from ``base_momentum`` to 1 on a cosine schedule. The official code's τ is 1.0 for ResNets (its
     default) and 0.2 for ViTs; the default here, 0.2, is what the digits recipes were measured with.
+    ``view_forward = "split"`` runs queries, predictor and keys one view at a time.
     """
 
     def __init__(
@@ -189,8 +194,8 @@ class MoCoV3(_MomentumContrast):
 
     def training_step(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict:
         both = self.batch(views)
-        q1, q2 = self.predictor(self.project(both)).chunk(2)
-        k1, k2 = self.keys(both).chunk(2)
+        q1, q2 = self.forward_views(self.predictor, self.forward_views(self.project, both)).chunk(2)
+        k1, k2 = self.forward_views(self.keys, both).chunk(2)
         kwargs = dict(
             temperature=self.temperature, backend=self.backend, gather_distributed=self.gather_distributed
         )

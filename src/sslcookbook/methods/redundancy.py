@@ -22,7 +22,7 @@ class BarlowTwins(TwoViewMethod):
     solo-learn's CIFAR config), then :func:`sslcookbook.losses.barlow_twins_loss` between the two
     views, times ``scale_loss`` (solo-learn's CIFAR 0.1; the official code dropped its 0.024). Each view
     goes through g in a batch of its own, as in the official code, so each has its own BatchNorm
-    statistics.
+    statistics (``view_forward`` does not apply: that is its "split" mode, always).
 
     Logged: ``on_diagonal`` (mean C_ii, → 1) and ``off_diagonal`` (mean |C_ij|, → 0) of the
     cross-correlation on this rank's batch.
@@ -60,7 +60,8 @@ class VICReg(TwoViewMethod):
 
     Backbone f and an expander g (Linear-BN-ReLU ×2 → Linear; 8192³ in the paper, 2048² in solo-learn's
     CIFAR config), then :func:`sslcookbook.losses.vicreg_loss`: λ·invariance + μ·variance +
-    ν·covariance (25, 25, 1). Each view goes through g in a batch of its own (the official code).
+    ν·covariance (25, 25, 1). Each view goes through g in a batch of its own (the official code;
+    ``view_forward`` does not apply: that is its "split" mode, always).
     ``variance_weight=0`` is the notebook's collapse ablation.
 
     Logged: the three unweighted terms ``invariance``, ``variance``, ``covariance``.

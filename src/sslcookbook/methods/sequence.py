@@ -356,52 +356,33 @@ _SMOKE_DATA = {"train_subset": 300, "test_subset": 200}
 _CPC = {"stride": 8, "steps_ahead": 3}
 _MASKED = {"mask_ratio": 0.4}
 
+
+def _profiles(
+    method: str, smoke: dict, cpu: dict, gpu: dict, cpu_train: TrainConfig = _ADAMW, **common
+) -> dict[str, SequenceRecipe]:
+    """One method's smoke, cpu and gpu settings: each profile's backbone arguments, its training (a few
+    steps on a subset in smoke; ``cpu_train``; the longer gpu run) and the arguments they share."""
+    return {
+        "smoke": SequenceRecipe(method, backbone_kwargs=smoke, train=_SMOKE, **_SMOKE_DATA, **common),
+        "cpu": SequenceRecipe(method, backbone_kwargs=cpu, train=cpu_train, **common),
+        "gpu": SequenceRecipe(method, backbone_kwargs=gpu, train=_GPU, **common),
+    }
+
+
 SEQUENCE_RECIPES: dict[str, dict[str, SequenceRecipe]] = {
-    "cpc": {
-        "smoke": SequenceRecipe(
-            "cpc",
-            backbone_kwargs={"width": 16},
-            method_kwargs=_CPC,
-            views="series_light",
-            train=_SMOKE,
-            **_SMOKE_DATA,
-        ),
-        "cpu": SequenceRecipe(
-            "cpc", backbone_kwargs={"width": 32}, method_kwargs=_CPC, views="series_light", train=_ADAMW
-        ),
-        "gpu": SequenceRecipe(
-            "cpc", backbone_kwargs={"width": 128}, method_kwargs=_CPC, views="series_light", train=_GPU
-        ),
-    },
-    "patchtst": {
-        "smoke": SequenceRecipe(
-            "patchtst",
-            backbone_kwargs={"dim": 32},
-            method_kwargs=_MASKED,
-            views="series_light",
-            train=_SMOKE,
-            **_SMOKE_DATA,
-        ),
-        "cpu": SequenceRecipe(
-            "patchtst",
-            backbone_kwargs={"dim": 64},
-            method_kwargs=_MASKED,
-            views="series_light",
-            train=dataclasses.replace(_ADAMW, epochs=15),
-        ),
-        "gpu": SequenceRecipe(
-            "patchtst",
-            backbone_kwargs={"dim": 128, "depth": 3},
-            method_kwargs=_MASKED,
-            views="series_light",
-            train=_GPU,
-        ),
-    },
-    "ts2vec": {
-        "smoke": SequenceRecipe("ts2vec", backbone_kwargs={"width": 16}, train=_SMOKE, **_SMOKE_DATA),
-        "cpu": SequenceRecipe("ts2vec", backbone_kwargs={"width": 32}, train=_ADAMW),
-        "gpu": SequenceRecipe("ts2vec", backbone_kwargs={"width": 128}, train=_GPU),
-    },
+    "cpc": _profiles(
+        "cpc", {"width": 16}, {"width": 32}, {"width": 128}, method_kwargs=_CPC, views="series_light"
+    ),
+    "patchtst": _profiles(
+        "patchtst",
+        {"dim": 32},
+        {"dim": 64},
+        {"dim": 128, "depth": 3},
+        cpu_train=dataclasses.replace(_ADAMW, epochs=15),
+        method_kwargs=_MASKED,
+        views="series_light",
+    ),
+    "ts2vec": _profiles("ts2vec", {"width": 16}, {"width": 32}, {"width": 128}),
 }
 
 
