@@ -46,6 +46,7 @@ def run_one(name: str, profile: str, device: str | None) -> dict:
         "knn": results["knn"],
         "fine_tune": results.get("fine_tune"),
         "fine_tune_steps": results.get("fine_tune_steps"),
+        **{key: results[key] for key in ("zero_shot", "retrieval") if key in results},  # language–image
         "date": datetime.date.today().isoformat(),
         "load_average_after": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
@@ -92,6 +93,22 @@ def write_markdown(path: Path, meta: dict, rows: list[dict]) -> None:
             f"{_pct(rows[-1]['knn']['raw'])}, random init {_pct(random['1'])} / {_pct(random['all'])} / "
             f"{_pct(rows[-1]['knn']['random'])}.",
         ]
+    paired = [row for row in rows if "zero_shot" in row]
+    if paired:
+        lines += [
+            "",
+            "Language–image recipes, test pairs: zero-shot top-1 from the class prompts (best-matching "
+            "prompt), all images and the attribute combinations training never showed; recall@1 both ways.",
+            "",
+            "| recipe | zero-shot all | zero-shot held-out | image→text R@1 | text→image R@1 |",
+            "|---|---|---|---|---|",
+        ]
+        for row in paired:
+            shot, recall = row["zero_shot"], row.get("retrieval", {})
+            lines.append(
+                f"| {row['recipe']} | {_pct(shot.get('all'))} | {_pct(shot.get('held_out'))} "
+                f"| {_pct(recall.get('image_to_text@1'))} | {_pct(recall.get('text_to_image@1'))} |"
+            )
     path.write_text("\n".join(lines) + "\n")
 
 
