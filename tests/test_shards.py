@@ -15,6 +15,7 @@ from PIL import Image
 
 from sslcookbook import data
 from sslcookbook.cli import main as cli_main
+from sslcookbook.data.generated import write_image_folder
 from sslcookbook.data.shards import ShardDataset, ShardError, pack
 
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec on every call; they still work.
@@ -37,29 +38,18 @@ CIFAR = (
 )
 
 
-def _image(rng: np.random.Generator, height: int, width: int, label: int) -> np.ndarray:
-    """A flat colour per class plus a little noise: decodable, and the class is visible in the pixels."""
-    base = np.zeros((height, width, 3), np.float64)
-    base[..., label % 3] = 200
-    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-
-
-def make_folder(root: Path, per_class: int = 8, seed: int = 0, sizes=((16, 16),), fmt: str = "JPEG") -> Path:
-    rng = np.random.default_rng(seed)
-    for label, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            h, w = sizes[i % len(sizes)]
-            suffix = "jpg" if fmt == "JPEG" else fmt.lower()
-            Image.fromarray(_image(rng, h, w, label)).save(root / name / f"{i:03d}.{suffix}", format=fmt)
-    return root
+def make_folder(root: Path, per_class: int = 8, **options) -> Path:
+    """``per_class`` generated images of each of CLASSES (16×16 JPEGs unless ``options`` say otherwise),
+    tinted by class, so that the class is visible in the pixels."""
+    options = {"heights": (16, 16), "widths": (16, 16), **options}
+    return write_image_folder(root, per_class * len(CLASSES), classes=CLASSES, **options)
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory) -> tuple[Path, Path, dict]:
-    """24 lossless PNGs of two sizes (3 classes), packed in 6 shards of 4."""
+    """24 lossless PNGs of sizes 16..20 × 16..28 (3 classes), packed in 6 shards of 4."""
     base = tmp_path_factory.mktemp("shards")
-    folder = make_folder(base / "src", sizes=((16, 16), (20, 28)), fmt="PNG")
+    folder = make_folder(base / "src", heights=(16, 20), widths=(16, 28), fmt="PNG")
     index = pack(folder, base / "out", shard_size=4)
     return folder, base / "out", index
 
@@ -104,7 +94,7 @@ def test_pack_round_trip_every_image_and_label(packed):
 
 
 def test_pack_reencodes_only_when_asked(tmp_path):
-    folder = make_folder(tmp_path / "src", per_class=2, sizes=((40, 60),))
+    folder = make_folder(tmp_path / "src", per_class=2, heights=(40, 40), widths=(60, 60))
     index = pack(folder, tmp_path / "out", max_side=30, quality=80)["train"]
     stream = data.load(f"shards:{tmp_path / 'out'}")
     assert index["median_short_side"] == 20 and stream.size == 20
@@ -116,7 +106,7 @@ def test_pack_reencodes_only_when_asked(tmp_path):
 def test_pack_skips_unreadable_files_by_name_and_cli(tmp_path, capsys):
     folder = make_folder(tmp_path / "src", per_class=3)
     (folder / "ant" / "broken.jpg").write_bytes(b"not an image")
-    good = (folder / "bee" / "000.jpg").read_bytes()
+    good = sorted((folder / "bee").glob("*.jpg"))[0].read_bytes()
     (folder / "bee" / "cut.jpg").write_bytes(good[: len(good) // 2])  # a truncated JPEG
     assert cli_main(["pack", str(folder), str(tmp_path / "out"), "--shard-size", "4"]) == 0
     printed = capsys.readouterr().out
@@ -364,7 +354,7 @@ def test_fit_on_two_gloo_ranks_splits_the_shards_and_stays_in_step(tmp_path, pac
 
 
 def test_a_folder_above_the_threshold_streams(tmp_path, monkeypatch):
-    folder = make_folder(tmp_path / "src", per_class=4, sizes=((16, 16), (16, 24)))
+    folder = make_folder(tmp_path / "src", per_class=4, widths=(16, 24))
     (folder / "ant" / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="cannot decode image"):  # below the threshold: decoded into memory
         data.load(f"folder:{folder}", root=tmp_path / "cache")
@@ -382,7 +372,7 @@ def test_a_folder_above_the_threshold_streams(tmp_path, monkeypatch):
 def test_batched_decode_path_runs_on_the_cpu_too(tmp_path):
     """The GPU path (encoded bytes to the main process, one ``decode_jpeg`` call per batch) run with
     device="cpu", where torchvision accepts the same list call: the same images and labels come out."""
-    folder = make_folder(tmp_path / "src", per_class=2, sizes=((16, 16), (16, 24)))
+    folder = make_folder(tmp_path / "src", per_class=2, widths=(16, 24))
     pack(folder, tmp_path / "out", shard_size=3)
     stream = data.load(f"shards:{tmp_path / 'out'}?size=16").with_options(train=False, batch_size=6)
     encoded = stream.with_options(decode_device="cuda")  # workers leave the bytes encoded
