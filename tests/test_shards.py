@@ -249,10 +249,20 @@ class _StopAt:
         return self.views(images, generator=generator)
 
 
-def _run(stream, directory, stop_at=None):
+def _deepcluster(image_size: int):
+    """The DeepCluster v2 recipe at tiny sizes: 4 and 5 clusters of the 24 packed images."""
+    from sslcookbook.recipes import get_recipe
+
+    overrides = {"backbone.width": 8, "method.num_prototypes": (4, 5), "method.bank_batch_size": 10}
+    resolved = get_recipe("deepcluster_v2").resolve("smoke", overrides)
+    torch.manual_seed(0)
+    return resolved.build(in_channels=3, image_size=image_size), resolved.views((3, image_size, image_size))
+
+
+def _run(stream, directory, stop_at=None, build=_simclr):
     from sslcookbook.train import fit
 
-    method, views = _simclr(12)
+    method, views = build(12)
     return fit(
         method, stream, _StopAt(views, stop_at), checkpoint_dir=directory, epochs=2, batch_size=8, lr=0.05,
         progress=False, device="cpu",
@@ -274,6 +284,60 @@ def test_simclr_on_shards_resumes_exactly_at_an_epoch_boundary(tmp_path, packed,
     resumed = _run(stream, tmp_path / "b")
     assert [row["step"] for row in resumed.steps] == list(range(6))
     assert np.allclose(resumed.losses, history.losses, atol=1e-5)  # same shards, crops, buffer, views
+
+
+def test_deepcluster_v2_trains_on_shards_with_a_bank_of_every_image(packed):
+    from sslcookbook.train import fit
+
+    stream = data.load(f"shards:{packed[1]}?size=12").with_options(shuffle_buffer=6)
+    method, views = _deepcluster(12)
+    history = fit(method, stream, views, epochs=1, batch_size=8, lr=0.05, progress=False, device="cpu")
+    assert len(history.steps) == 3 and all(np.isfinite(history.losses))
+    assert method.bank.shape[:2] == (2, 24) and (method.bank.norm(dim=-1) > 0.99).all()  # every row filled
+    assert method.assignments.shape == (2, 24) and (method.assignments >= 0).all()
+    assert int(method.clustered_epoch) == 0
+    # the stream's rows land at their global index: two workers interleave the shards, yet (with batch
+    # statistics out of the way) the bank is the one of the images in memory, in order
+    method.eval()
+    method.fill_bank(stream.with_options(workers=2))
+    streamed = method.bank.clone()
+    method.fill_bank(stream.materialize().images)
+    torch.testing.assert_close(streamed, method.bank)
+
+
+def test_deepcluster_v2_on_shards_resumes_exactly_at_an_epoch_boundary(tmp_path, packed):
+    from sslcookbook.train import load_checkpoint
+
+    stream = data.load(f"shards:{packed[1]}?size=12").with_options(shuffle_buffer=6)
+    history = _run(stream, tmp_path / "a", build=_deepcluster)
+    with pytest.raises(KeyboardInterrupt):
+        _run(stream, tmp_path / "b", stop_at=4, build=_deepcluster)  # the first step of epoch 1
+    resumed = _run(stream, tmp_path / "b", build=_deepcluster)
+    assert [row["step"] for row in resumed.steps] == list(range(6)) and all(np.isfinite(resumed.losses))
+    assert np.allclose(resumed.losses, history.losses, atol=1e-5)  # same bank, clusters, shards, views
+    ends = [load_checkpoint(tmp_path / run / "last.pt")["method"] for run in ("a", "b")]
+    assert torch.equal(ends[0]["assignments"], ends[1]["assignments"])
+    torch.testing.assert_close(ends[0]["bank"], ends[1]["bank"])
+
+
+def test_a_folder_stream_trains_deepcluster_v2_and_an_image_only_hook_is_refused(tmp_path, monkeypatch):
+    from sslcookbook.methods.base import SSLMethod
+    from sslcookbook.train import fit
+
+    monkeypatch.setenv("SSLCOOKBOOK_STREAM_ABOVE_MB", "0.001")
+    stream = data.load(f"folder:{make_folder(tmp_path / 'src')}", root=tmp_path / "cache")
+    assert isinstance(stream, ShardDataset) and stream.size == 16
+    method, views = _deepcluster(16)
+    history = fit(method, stream, views, epochs=1, batch_size=12, progress=False, device="cpu")
+    assert len(history.steps) == 2 and all(np.isfinite(history.losses))
+    assert method.bank.shape[1] == 24 and (method.assignments >= 0).all()
+
+    class TensorsOnly(SSLMethod):  # a before_epoch that needs the images, without streams_before_epoch
+        def before_epoch(self, epoch, images, seed=0):
+            images.float()
+
+    with pytest.raises(TypeError, match="streams_before_epoch"):
+        fit(TensorsOnly(), stream, views, epochs=1, batch_size=12, progress=False, device="cpu")
 
 
 def test_mid_epoch_resume_continues_from_the_next_unseen_shard(tmp_path, packed):
