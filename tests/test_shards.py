@@ -391,15 +391,17 @@ def test_cifar10_jpeg_copy_streams_and_trains(tmp_path):
     assert len(history.steps) == 2 and all(np.isfinite(history.losses))
 
 
-def _fit_rank(rank: int, shards: str, out: str) -> None:
+def _fit_rank(rank: int, shards: str, out: str, recipe: str) -> None:
     from sslcookbook.train import fit
 
-    method, views = _simclr(12)
+    method, views = {"simclr": _simclr, "deepcluster_v2": _deepcluster}[recipe](12)
     stream = data.load(f"shards:{shards}?size=12")
     history = fit(method, stream, views, epochs=1, batch_size=8, progress=False, device="cpu")
     vector = torch.nn.utils.parameters_to_vector(method.parameters()).detach()
+    memory = {k: v for k, v in method.state_dict().items() if k in ("bank", "assignments")}
     torch.save(
-        {"steps": len(history.steps), "params": vector, "shards": stream.rank_shards()}, f"{out}/{rank}.pt"
+        {"steps": len(history.steps), "params": vector, "shards": stream.rank_shards(), "memory": memory},
+        f"{out}/{rank}.pt",
     )
 
 
@@ -407,14 +409,17 @@ def _fit_rank(rank: int, shards: str, out: str) -> None:
     not os.environ.get("SSLCOOKBOOK_GLOO_SHARDS"),
     reason="two spawned gloo processes take 15 s to 2 min on 2 cores: set SSLCOOKBOOK_GLOO_SHARDS=1 to run",
 )
-def test_fit_on_two_gloo_ranks_splits_the_shards_and_stays_in_step(tmp_path, packed):
+@pytest.mark.parametrize("recipe", ["simclr", "deepcluster_v2"])
+def test_fit_on_two_gloo_ranks_splits_the_shards_and_stays_in_step(tmp_path, packed, recipe):
     from gloo_group import run_on_ranks
 
-    run_on_ranks(_fit_rank, str(packed[1]), str(tmp_path), world=2)
+    run_on_ranks(_fit_rank, str(packed[1]), str(tmp_path), recipe, world=2)
     first, second = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
     assert first["steps"] == second["steps"] == 3  # 12 images per rank, local batches of 4
     assert sorted(first["shards"] + second["shards"]) == list(range(6))
     assert torch.equal(first["params"], second["params"])  # DDP kept the replicas equal
+    for name, value in first["memory"].items():  # DeepCluster v2: every rank holds the same whole bank
+        assert value.shape[1] == 24 and torch.equal(value, second["memory"][name]), name
 
 
 def test_a_folder_above_the_threshold_streams(tmp_path, monkeypatch):
