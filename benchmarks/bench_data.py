@@ -47,6 +47,7 @@ from _machine import device_name  # benchmarks/_machine.py (scripts run from thi
 from PIL import Image
 
 from sslcookbook import augment, data
+from sslcookbook.data.generated import write_image_folder
 from sslcookbook.data.shards import pack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,21 +68,15 @@ CIFAR = (
 
 
 def make_jpeg_folder(root: Path, count: int, classes: int = 10, seed: int = 0) -> Path:
-    """``count`` JPEGs of variable size (smooth random colour fields + noise, quality 90) in ``classes``
-    folders; reused when already there."""
+    """``count`` JPEGs of variable size (320..400 × 240..300, smooth random colour fields + noise,
+    quality 90, no class tint) in ``classes`` folders, from ``data.generated.write_image_folder``;
+    reused when already there."""
     if root.is_dir() and sum(1 for _ in root.rglob("*.jpg")) == count:
         return root
     shutil.rmtree(root, ignore_errors=True)
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        folder = root / f"class{i % classes}"
-        folder.mkdir(parents=True, exist_ok=True)
-        width, height = int(rng.integers(320, 401)), int(rng.integers(240, 301))
-        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
-        smooth = np.asarray(coarse.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
-        noisy = np.clip(smooth + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(noisy).save(folder / f"{i:06d}.jpg", quality=90)
-    return root
+    return write_image_folder(
+        root, count, classes=classes, heights=(240, 300), widths=(320, 400), quality=90, tint=0.0, seed=seed
+    )
 
 
 def cifar_folder(root: Path, count: int) -> Path | None:

@@ -15,6 +15,7 @@ from PIL import Image
 
 from sslcookbook import data
 from sslcookbook.cli import main as cli_main
+from sslcookbook.data.generated import write_image_folder
 from sslcookbook.data.shards import ShardDataset, ShardError, pack
 
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec on every call; they still work.
@@ -37,29 +38,18 @@ CIFAR = (
 )
 
 
-def _image(rng: np.random.Generator, height: int, width: int, label: int) -> np.ndarray:
-    """A flat colour per class plus a little noise: decodable, and the class is visible in the pixels."""
-    base = np.zeros((height, width, 3), np.float64)
-    base[..., label % 3] = 200
-    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-
-
-def make_folder(root: Path, per_class: int = 8, seed: int = 0, sizes=((16, 16),), fmt: str = "JPEG") -> Path:
-    rng = np.random.default_rng(seed)
-    for label, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            h, w = sizes[i % len(sizes)]
-            suffix = "jpg" if fmt == "JPEG" else fmt.lower()
-            Image.fromarray(_image(rng, h, w, label)).save(root / name / f"{i:03d}.{suffix}", format=fmt)
-    return root
+def make_folder(root: Path, per_class: int = 8, **options) -> Path:
+    """``per_class`` generated images of each of CLASSES (16×16 JPEGs unless ``options`` say otherwise),
+    tinted by class, so that the class is visible in the pixels."""
+    options = {"heights": (16, 16), "widths": (16, 16), **options}
+    return write_image_folder(root, per_class * len(CLASSES), classes=CLASSES, **options)
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory) -> tuple[Path, Path, dict]:
-    """24 lossless PNGs of two sizes (3 classes), packed in 6 shards of 4."""
+    """24 lossless PNGs of sizes 16..20 × 16..28 (3 classes), packed in 6 shards of 4."""
     base = tmp_path_factory.mktemp("shards")
-    folder = make_folder(base / "src", sizes=((16, 16), (20, 28)), fmt="PNG")
+    folder = make_folder(base / "src", heights=(16, 20), widths=(16, 28), fmt="PNG")
     index = pack(folder, base / "out", shard_size=4)
     return folder, base / "out", index
 
@@ -104,7 +94,7 @@ def test_pack_round_trip_every_image_and_label(packed):
 
 
 def test_pack_reencodes_only_when_asked(tmp_path):
-    folder = make_folder(tmp_path / "src", per_class=2, sizes=((40, 60),))
+    folder = make_folder(tmp_path / "src", per_class=2, heights=(40, 40), widths=(60, 60))
     index = pack(folder, tmp_path / "out", max_side=30, quality=80)["train"]
     stream = data.load(f"shards:{tmp_path / 'out'}")
     assert index["median_short_side"] == 20 and stream.size == 20
@@ -116,7 +106,7 @@ def test_pack_reencodes_only_when_asked(tmp_path):
 def test_pack_skips_unreadable_files_by_name_and_cli(tmp_path, capsys):
     folder = make_folder(tmp_path / "src", per_class=3)
     (folder / "ant" / "broken.jpg").write_bytes(b"not an image")
-    good = (folder / "bee" / "000.jpg").read_bytes()
+    good = sorted((folder / "bee").glob("*.jpg"))[0].read_bytes()
     (folder / "bee" / "cut.jpg").write_bytes(good[: len(good) // 2])  # a truncated JPEG
     assert cli_main(["pack", str(folder), str(tmp_path / "out"), "--shard-size", "4"]) == 0
     printed = capsys.readouterr().out
@@ -259,10 +249,20 @@ class _StopAt:
         return self.views(images, generator=generator)
 
 
-def _run(stream, directory, stop_at=None):
+def _deepcluster(image_size: int):
+    """The DeepCluster v2 recipe at tiny sizes: 4 and 5 clusters of the 24 packed images."""
+    from sslcookbook.recipes import get_recipe
+
+    overrides = {"backbone.width": 8, "method.num_prototypes": (4, 5), "method.bank_batch_size": 10}
+    resolved = get_recipe("deepcluster_v2").resolve("smoke", overrides)
+    torch.manual_seed(0)
+    return resolved.build(in_channels=3, image_size=image_size), resolved.views((3, image_size, image_size))
+
+
+def _run(stream, directory, stop_at=None, build=_simclr):
     from sslcookbook.train import fit
 
-    method, views = _simclr(12)
+    method, views = build(12)
     return fit(
         method, stream, _StopAt(views, stop_at), checkpoint_dir=directory, epochs=2, batch_size=8, lr=0.05,
         progress=False, device="cpu",
@@ -284,6 +284,60 @@ def test_simclr_on_shards_resumes_exactly_at_an_epoch_boundary(tmp_path, packed,
     resumed = _run(stream, tmp_path / "b")
     assert [row["step"] for row in resumed.steps] == list(range(6))
     assert np.allclose(resumed.losses, history.losses, atol=1e-5)  # same shards, crops, buffer, views
+
+
+def test_deepcluster_v2_trains_on_shards_with_a_bank_of_every_image(packed):
+    from sslcookbook.train import fit
+
+    stream = data.load(f"shards:{packed[1]}?size=12").with_options(shuffle_buffer=6)
+    method, views = _deepcluster(12)
+    history = fit(method, stream, views, epochs=1, batch_size=8, lr=0.05, progress=False, device="cpu")
+    assert len(history.steps) == 3 and all(np.isfinite(history.losses))
+    assert method.bank.shape[:2] == (2, 24) and (method.bank.norm(dim=-1) > 0.99).all()  # every row filled
+    assert method.assignments.shape == (2, 24) and (method.assignments >= 0).all()
+    assert int(method.clustered_epoch) == 0
+    # the stream's rows land at their global index: two workers interleave the shards, yet (with batch
+    # statistics out of the way) the bank is the one of the images in memory, in order
+    method.eval()
+    method.fill_bank(stream.with_options(workers=2))
+    streamed = method.bank.clone()
+    method.fill_bank(stream.materialize().images)
+    torch.testing.assert_close(streamed, method.bank)
+
+
+def test_deepcluster_v2_on_shards_resumes_exactly_at_an_epoch_boundary(tmp_path, packed):
+    from sslcookbook.train import load_checkpoint
+
+    stream = data.load(f"shards:{packed[1]}?size=12").with_options(shuffle_buffer=6)
+    history = _run(stream, tmp_path / "a", build=_deepcluster)
+    with pytest.raises(KeyboardInterrupt):
+        _run(stream, tmp_path / "b", stop_at=4, build=_deepcluster)  # the first step of epoch 1
+    resumed = _run(stream, tmp_path / "b", build=_deepcluster)
+    assert [row["step"] for row in resumed.steps] == list(range(6)) and all(np.isfinite(resumed.losses))
+    assert np.allclose(resumed.losses, history.losses, atol=1e-5)  # same bank, clusters, shards, views
+    ends = [load_checkpoint(tmp_path / run / "last.pt")["method"] for run in ("a", "b")]
+    assert torch.equal(ends[0]["assignments"], ends[1]["assignments"])
+    torch.testing.assert_close(ends[0]["bank"], ends[1]["bank"])
+
+
+def test_a_folder_stream_trains_deepcluster_v2_and_an_image_only_hook_is_refused(tmp_path, monkeypatch):
+    from sslcookbook.methods.base import SSLMethod
+    from sslcookbook.train import fit
+
+    monkeypatch.setenv("SSLCOOKBOOK_STREAM_ABOVE_MB", "0.001")
+    stream = data.load(f"folder:{make_folder(tmp_path / 'src')}", root=tmp_path / "cache")
+    assert isinstance(stream, ShardDataset) and stream.size == 16
+    method, views = _deepcluster(16)
+    history = fit(method, stream, views, epochs=1, batch_size=12, progress=False, device="cpu")
+    assert len(history.steps) == 2 and all(np.isfinite(history.losses))
+    assert method.bank.shape[1] == 24 and (method.assignments >= 0).all()
+
+    class TensorsOnly(SSLMethod):  # a before_epoch that needs the images, without streams_before_epoch
+        def before_epoch(self, epoch, images, seed=0):
+            images.float()
+
+    with pytest.raises(TypeError, match="streams_before_epoch"):
+        fit(TensorsOnly(), stream, views, epochs=1, batch_size=12, progress=False, device="cpu")
 
 
 def test_mid_epoch_resume_continues_from_the_next_unseen_shard(tmp_path, packed):
@@ -337,15 +391,17 @@ def test_cifar10_jpeg_copy_streams_and_trains(tmp_path):
     assert len(history.steps) == 2 and all(np.isfinite(history.losses))
 
 
-def _fit_rank(rank: int, shards: str, out: str) -> None:
+def _fit_rank(rank: int, shards: str, out: str, recipe: str) -> None:
     from sslcookbook.train import fit
 
-    method, views = _simclr(12)
+    method, views = {"simclr": _simclr, "deepcluster_v2": _deepcluster}[recipe](12)
     stream = data.load(f"shards:{shards}?size=12")
     history = fit(method, stream, views, epochs=1, batch_size=8, progress=False, device="cpu")
     vector = torch.nn.utils.parameters_to_vector(method.parameters()).detach()
+    memory = {k: v for k, v in method.state_dict().items() if k in ("bank", "assignments")}
     torch.save(
-        {"steps": len(history.steps), "params": vector, "shards": stream.rank_shards()}, f"{out}/{rank}.pt"
+        {"steps": len(history.steps), "params": vector, "shards": stream.rank_shards(), "memory": memory},
+        f"{out}/{rank}.pt",
     )
 
 
@@ -353,18 +409,21 @@ def _fit_rank(rank: int, shards: str, out: str) -> None:
     not os.environ.get("SSLCOOKBOOK_GLOO_SHARDS"),
     reason="two spawned gloo processes take 15 s to 2 min on 2 cores: set SSLCOOKBOOK_GLOO_SHARDS=1 to run",
 )
-def test_fit_on_two_gloo_ranks_splits_the_shards_and_stays_in_step(tmp_path, packed):
+@pytest.mark.parametrize("recipe", ["simclr", "deepcluster_v2"])
+def test_fit_on_two_gloo_ranks_splits_the_shards_and_stays_in_step(tmp_path, packed, recipe):
     from gloo_group import run_on_ranks
 
-    run_on_ranks(_fit_rank, str(packed[1]), str(tmp_path), world=2)
+    run_on_ranks(_fit_rank, str(packed[1]), str(tmp_path), recipe, world=2)
     first, second = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
     assert first["steps"] == second["steps"] == 3  # 12 images per rank, local batches of 4
     assert sorted(first["shards"] + second["shards"]) == list(range(6))
     assert torch.equal(first["params"], second["params"])  # DDP kept the replicas equal
+    for name, value in first["memory"].items():  # DeepCluster v2: every rank holds the same whole bank
+        assert value.shape[1] == 24 and torch.equal(value, second["memory"][name]), name
 
 
 def test_a_folder_above_the_threshold_streams(tmp_path, monkeypatch):
-    folder = make_folder(tmp_path / "src", per_class=4, sizes=((16, 16), (16, 24)))
+    folder = make_folder(tmp_path / "src", per_class=4, widths=(16, 24))
     (folder / "ant" / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="cannot decode image"):  # below the threshold: decoded into memory
         data.load(f"folder:{folder}", root=tmp_path / "cache")
@@ -382,7 +441,7 @@ def test_a_folder_above_the_threshold_streams(tmp_path, monkeypatch):
 def test_batched_decode_path_runs_on_the_cpu_too(tmp_path):
     """The GPU path (encoded bytes to the main process, one ``decode_jpeg`` call per batch) run with
     device="cpu", where torchvision accepts the same list call: the same images and labels come out."""
-    folder = make_folder(tmp_path / "src", per_class=2, sizes=((16, 16), (16, 24)))
+    folder = make_folder(tmp_path / "src", per_class=2, widths=(16, 24))
     pack(folder, tmp_path / "out", shard_size=3)
     stream = data.load(f"shards:{tmp_path / 'out'}?size=16").with_options(train=False, batch_size=6)
     encoded = stream.with_options(decode_device="cuda")  # workers leave the bytes encoded

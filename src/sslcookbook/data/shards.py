@@ -14,7 +14,8 @@ again over DataLoader workers, decodes each image in the worker (``torchvision.i
 JPEG, PIL for the rest), takes a per-image random-resized crop to a fixed ``size`` (so images of any size
 mix), passes samples through a seeded shuffle buffer, and yields uint8 batches B×3×size×size. ``fit``
 then makes the same batched views on the device as for an in-memory data set (``fit_streaming``). Memory
-is bounded by the shuffle buffer, the loader's prefetch and the batch.
+is bounded by the shuffle buffer, the loader's prefetch and the batch (and, for DeepCluster v2, its
+memory bank of N×D floats: method state, see ``fit_streaming``).
 
 Determinism: the shard order of epoch e, the crops of shard s in epoch e and each worker's shuffle
 buffer come from generators seeded with (seed, e, s / worker), so a run is reproducible for a fixed
@@ -845,6 +846,13 @@ def fit_streaming(
     read before the stop are seen again, the shuffle buffer starts empty, and the epoch may end with
     repeated batches if the unread shards hold fewer images than its remaining steps need; the
     optimiser, schedule and view seeds continue exactly.
+
+    ``method.before_epoch(epoch, dataset, seed)`` runs at every epoch start, as in memory, but with the
+    streamed data set in place of the images: only methods that set ``streams_before_epoch`` take it
+    (DeepCluster v2, whose first epoch reads the whole set, un-augmented, on every rank, into its memory
+    bank); one that overrides ``before_epoch`` without it is refused with a TypeError. That bank, N×D
+    floats of method state, is the one thing beyond the shuffle buffer and the batch that grows with the
+    number of images N. A resumed run loads the bank, assignments and prototypes with the checkpoint.
     """
     from .. import distributed
     from .. import train as trainer
@@ -855,10 +863,13 @@ def fit_streaming(
     world, rank = distributed.world_size(), distributed.rank()
     from ..methods.base import SSLMethod
 
-    if getattr(type(method), "before_epoch", SSLMethod.before_epoch) is not SSLMethod.before_epoch:
+    hooked = getattr(type(method), "before_epoch", SSLMethod.before_epoch) is not SSLMethod.before_epoch
+    if hooked and not getattr(method, "streams_before_epoch", False):
         raise TypeError(
-            f"{type(method).__name__} needs the whole data set at every epoch start (before_epoch), which a "
-            "stream does not hold: train it on an in-memory data set (folder:, or ShardDataset.materialize())"
+            f"{type(method).__name__} needs the whole data set as images at every epoch start "
+            "(before_epoch), which a stream does not hold, and does not set streams_before_epoch = True (a "
+            "before_epoch that takes the streamed data set): train it on an in-memory data set (folder:, or "
+            "ShardDataset.materialize())"
         )
     if getattr(method, "uses_text", False):
         raise TypeError(f"{type(method).__name__} learns from captions: shards hold images and labels only")
@@ -901,6 +912,8 @@ def fit_streaming(
     try:
         while epoch < config.epochs:
             method.train()
+            if hasattr(method, "before_epoch"):  # DeepCluster v2 fills its bank from the stream, clusters it
+                method.before_epoch(epoch, dataset, seed=config.seed)
             skip = _read_stream_state(ckpt_dir, rank, epoch) if step_in_epoch and resume else frozenset()
             epoch_stream = stream.with_options(epoch=epoch, skip_shards=skip)
             counts = {s: dataset.counts[s] for s in epoch_stream.rank_shards(rank, world)}

@@ -43,6 +43,11 @@ class SSLMethod(nn.Module):
     #: device and passes each batch's rows, ``training_step(views, labels, tokens=...)``.
     uses_text: bool = False
 
+    #: Methods whose ``before_epoch`` (and what it calls) also takes a streamed data set (a ``ShardDataset``)
+    #: in place of the uint8 images set this (DeepCluster v2): ``fit`` on a stream then passes the data set;
+    #: a method that overrides ``before_epoch`` without it cannot train on a stream (a TypeError says so).
+    streams_before_epoch: bool = False
+
     def set_num_instances(self, num_instances: int) -> None:
         """Size the per-image memory for a training set of ``num_instances`` images (``uses_indices``).
         Default: nothing (a method may size it in ``before_epoch`` instead)."""
@@ -56,8 +61,9 @@ class SSLMethod(nn.Module):
 
     def before_epoch(self, epoch: int, images: torch.Tensor, seed: int = 0) -> None:
         """Hook at the start of each epoch (and again when a run resumes mid-epoch), with the whole
-        training set as uint8 ``images`` on the device and the run's seed: DeepCluster v2 fills its
-        memory bank and clusters it here. Default: nothing."""
+        training set as uint8 ``images`` on the device (or, on a stream, the streamed data set itself,
+        for a method with ``streams_before_epoch``) and the run's seed: DeepCluster v2 fills its memory
+        bank and clusters it here. Default: nothing."""
 
     def fixed_lr_modules(self) -> list[nn.Module]:
         """Modules whose learning rate stays at the base value while the rest follows the schedule

@@ -7,6 +7,8 @@ per epoch, by spherical k-means on a memory bank of the previous epoch's embeddi
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,6 +183,11 @@ class DeepClusterV2(SSLMethod):
     Under ``torch.distributed`` the embeddings and indices are all-gathered, so every rank holds the
     whole bank and clusters it alike.
 
+    A streamed data set (``data.load("shards:...")``, a large ``folder:``) trains it too
+    (``streams_before_epoch``): ``fit`` passes the stream to ``before_epoch``, and ``fill_bank`` reads it
+    once, un-augmented. The bank is G×N×D floats (and the assignments H×N integers) held on the device:
+    the one part of a streamed run that grows with the number of images N.
+
     The bank, the assignments and the prototypes are buffers (in the state dict: a run resumes exactly);
     their size is set by the data set at the first ``before_epoch``, and by a checkpoint when loading.
 
@@ -196,6 +203,7 @@ class DeepClusterV2(SSLMethod):
     """
 
     uses_indices = True
+    streams_before_epoch = True  # before_epoch and fill_bank take a streamed data set as well as images
 
     def __init__(
         self,
@@ -233,12 +241,13 @@ class DeepClusterV2(SSLMethod):
         return getattr(self, f"prototypes{head}")
 
     @torch.no_grad()
-    def before_epoch(self, epoch: int, images: torch.Tensor, seed: int = 0) -> None:
+    def before_epoch(self, epoch: int, images, seed: int = 0) -> None:
         """Fill the bank (first epoch only), then cluster it once per epoch (skipped when resuming an
-        epoch that was already clustered)."""
+        epoch that was already clustered). ``images``: the uint8 training set, or a streamed data set
+        (see ``fill_bank``)."""
         if int(self.clustered_epoch) == epoch:
             return
-        if self.bank.shape[1] != images.shape[0]:
+        if self.bank.shape[1] != len(images):
             self.fill_bank(images)
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         for h, k in enumerate(self.num_prototypes):
@@ -250,17 +259,49 @@ class DeepClusterV2(SSLMethod):
         self.clustered_epoch.fill_(epoch)
 
     @torch.no_grad()
-    def fill_bank(self, images: torch.Tensor) -> None:
-        """A new bank of ``len(images)`` rows: the embeddings of the un-augmented uint8 ``images`` (in
-        training mode, batch statistics as in training), the same for every global crop's bank. The
-        official code embeds the training views here; the images themselves give k-means as good a
+    def fill_bank(self, images) -> None:
+        """A new bank of one row per training image: the embeddings of the un-augmented images (in
+        training mode, batch statistics as in training), the same for every global crop's bank.
+
+        ``images`` is the uint8 N×C×H×W training set (embedded in order, ``bank_batch_size`` at a time),
+        or a streamed data set (a ``ShardDataset``), read whole in this process in its evaluation form,
+        the centred crops that ``evaluate.embed_stream`` embeds, each row placed at the global index
+        its sample carries: row i is image i, as ``fit`` names it in ``indices``. Images the stream
+        skips (undecodable) keep a zero row, with a warning; training never reads them either.
+
+        The official code embeds the training views here; the images themselves give k-means as good a
         start and take no random draws (a resumed run repeats nothing)."""
-        n = images.shape[0]
-        bank = torch.empty(self.num_global_crops, n, self.bank.shape[2], device=images.device)
-        for start in range(0, n, self.bank_batch_size):
-            x = to_float(images[start : start + self.bank_batch_size])
-            z = F.normalize(self.projector(self.backbone(x)), dim=-1)
-            bank[:, start : start + z.shape[0]] = z.float()
+        if isinstance(images, torch.Tensor):
+            n, device = images.shape[0], images.device
+            batches = (
+                (images[start : start + self.bank_batch_size], slice(start, start + self.bank_batch_size))
+                for start in range(0, n, self.bank_batch_size)
+            )
+        elif getattr(images, "streaming", False):
+            n, device = len(images), self.bank.device
+            stream = images.with_options(
+                train=False, batch_size=self.bank_batch_size, rank=0, world_size=1, skip_shards=frozenset()
+            )
+            batches = ((x, rows) for x, _, rows, _ in stream.batches(device))
+        else:
+            raise TypeError(
+                f"fill_bank needs the training set as uint8 images N×C×H×W or a streamed data set "
+                f"(data.load('shards:...')), got {type(images).__name__}"
+            )
+        make = torch.empty if isinstance(images, torch.Tensor) else torch.zeros
+        bank = make(self.num_global_crops, n, self.bank.shape[2], device=device)
+        filled = torch.zeros(n, dtype=torch.bool, device=device)
+        for x, rows in batches:
+            z = F.normalize(self.projector(self.backbone(to_float(x))), dim=-1)
+            bank[:, rows] = z.float()
+            filled[rows] = True
+        missing = n - int(filled.sum())
+        if missing:
+            warnings.warn(
+                f"{missing} of the {n} images of {getattr(images, 'name', 'the data set')} could not be read "
+                "(see the warnings above): their memory-bank rows stay zero",
+                stacklevel=3,
+            )
         self.bank = bank
         self.assignments = torch.full((len(self.num_prototypes), n), -1, dtype=torch.long, device=bank.device)
 
