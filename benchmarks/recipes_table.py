@@ -85,14 +85,18 @@ def write_markdown(path: Path, meta: dict, rows: list[dict]) -> None:
             f"| {row['train_seconds']:.0f} s, {row['wall_seconds']:.0f} s "
             f"| {row['date']}, {row['load_average_after']} |"
         )
-    if rows:
-        raw, random = rows[-1]["probe"]["raw"], rows[-1]["probe"]["random"]
-        lines += [
-            "",
-            f"Baselines (last row's run): raw pixels {_pct(raw['1'])} / {_pct(raw['all'])} / "
-            f"{_pct(rows[-1]['knn']['raw'])}, random init {_pct(random['1'])} / {_pct(random['all'])} / "
-            f"{_pct(rows[-1]['knn']['random'])}.",
-        ]
+    # The baselines depend on the data and the architecture: one line per distinct pair of baselines.
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        raw, random = row["probe"]["raw"], row["probe"]["random"]
+        line = (
+            f"raw pixels {_pct(raw['1'])} / {_pct(raw['all'])} / {_pct(row['knn']['raw'])}, random init "
+            f"{_pct(random['1'])} / {_pct(random['all'])} / {_pct(row['knn']['random'])}"
+        )
+        groups.setdefault(line, []).append(row["recipe"])
+    if groups:
+        lines += ["", "Baselines (probe@1 / probe@all / kNN), as each recipe's run measured them:", ""]
+        lines += [f"- {line}: {', '.join(names)}" for line, names in groups.items()]
     paired = [row for row in rows if "zero_shot" in row]
     if paired:
         lines += [
