@@ -181,8 +181,14 @@ def main() -> None:
     parser.add_argument("--tmp", default="/tmp/sslcookbook-bench-data")
     parser.add_argument("--quick", action="store_true", help="256 images, one size: checks the script runs")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--main-threads",
+        type=int,
+        default=1,
+        help="torch threads of the main process (the batched views); the workers decode with one each",
+    )
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.main_threads)
     if args.quick:
         args.count, args.cifar, args.batch = 256, 256, 32
     tmp = Path(args.tmp)
@@ -214,6 +220,7 @@ def main() -> None:
                 "size": size,
                 "batch": batch,
                 "workers": args.workers,
+                "main_threads": args.main_threads,
             }
             row["pack_images_per_s"] = round(index["count"] / pack_seconds, 1)
             paths = {
@@ -244,7 +251,7 @@ def main() -> None:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "pillow": Image.__version__,
-        "main_threads": 1,
+        "main_threads": args.main_threads,
         "nice": os.nice(0),
         "load_average_start": [round(x, 2) for x in load_start],
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
@@ -258,10 +265,14 @@ def main() -> None:
     for r in rows:
         r["meta"] = meta
     if json_path.exists():  # rows of earlier runs for other data/size pairs are kept, each with its meta
-        measured = {(r["data"], r["size"]) for r in rows}
+
+        def key(r):
+            return r["data"], r["size"], r.get("main_threads", 1)
+
+        measured = {key(r) for r in rows}
         earlier = json.loads(json_path.read_text())["rows"]
-        rows = [r for r in earlier if (r["data"], r["size"]) not in measured] + rows
-    rows.sort(key=lambda r: (r["data"], r["size"]))
+        rows = [r for r in earlier if key(r) not in measured] + rows
+    rows.sort(key=lambda r: (r["data"], r["size"], r.get("main_threads", 1)))
     json_path.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
     lines = [
         "# Decode + SimCLR views: streamed shards vs in memory vs torchvision ImageFolder (CPU)",
@@ -276,16 +287,16 @@ def main() -> None:
         "the machine was shared with other jobs, so the wall-clock figures are low and noisy; the CPU cost",
         "per image does not depend on the load. Device, versions: "
         f"{meta['device']}, torch {meta['torch']}, torchvision {meta['torchvision']},",
-        f"Pillow {meta['pillow']}, main process 1 thread.",
+        f"Pillow {meta['pillow']}; 'threads' is the main process's torch threads (the batched views).",
         "",
-        "| date | nice | load 1 min | data | images | size | batch | workers | (a) stream | (a) loader only "
-        "| (b) memory | (c) ImageFolder | (a)/(c) wall | (a)/(c) CPU | pack |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| date | nice | load 1 min | data | images | size | batch | workers | threads | (a) stream "
+        "| (a) loader only | (b) memory | (c) ImageFolder | (a)/(c) wall | (a)/(c) CPU | pack |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         m = r["meta"]
         cells = [m["date_utc"], f"{m['nice']}", f"{m['load_average_start'][0]}→{m['load_average_end'][0]}"]
-        cells += [r["data"], r["images"], r["size"], r["batch"], r["workers"]]
+        cells += [r["data"], r["images"], r["size"], r["batch"], r["workers"], r.get("main_threads", 1)]
         for key in ("stream", "stream_loader_only", "memory", "imagefolder"):
             cells.append(f"{r[key]:,.0f} img/s ({r[key + '_cpu_ms_per_image']:.2f} ms)")
         cells += [f"{r['stream_over_imagefolder']:.2f}×", f"{r['stream_over_imagefolder_cpu']:.2f}×"]
