@@ -24,7 +24,8 @@ the library versions, the date and the load average before and after each run.
 As each run ends it prints its step throughput and the time of the published 200-epoch recipe on
 CIFAR-10 (50,000 images) extrapolated from it: the first step (warm-up, torch.compile) once, then
 200 × (50,000 // batch) steps at the steady step time. On a GPU, run a few steps of
-``--device cuda --backbone resnet18_cifar --batch 512 --pipelines lib_fast --no-knn`` first: a full
+``--device cuda --backbone resnet18_cifar --batch 512 --pipelines lib_fast --no-knn --steps 100`` first
+(with ``--compile``, and ``--compile-mode reduce-overhead`` for CUDA graphs, the compiled step): a full
 recipe run is worth the device time only when that estimate fits the budget.
 
     python benchmarks/bench_train.py /tmp/cifar10 --recipes simclr --budget-s 300   # the table
@@ -130,11 +131,13 @@ def library_views(recipe: str):
     return preset("multicrop", (3, 32, 32), num_local=NUM_LOCAL, local_size=LOCAL_SIZE)
 
 
-def fast_settings(device: torch.device, compile_backbone: bool) -> dict:
+def fast_settings(device: torch.device, compile_backbone: bool, compile_mode: str | None = None) -> dict:
     bf16 = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     settings = {"channels_last": True, "amp": bf16, "view_forward": "auto"}
     if compile_backbone:
         settings["compile"] = True
+        if compile_mode is not None:  # TrainConfig.compile_mode, e.g. "reduce-overhead": CUDA graphs
+            settings["compile_mode"] = compile_mode
     return settings
 
 
@@ -379,7 +382,8 @@ def worker(args) -> dict:
         def run(steps, budget):
             return run_lightly(args.recipe, args.data, steps, budget, device, workers=args.workers)
     else:
-        settings = fast_settings(device, args.compile) if args.pipeline == "lib_fast" else {}
+        fast = args.pipeline == "lib_fast"
+        settings = fast_settings(device, args.compile, args.compile_mode) if fast else {}
 
         def run(steps, budget):
             return run_library(args.recipe, train, steps, budget, device, dict(settings))
@@ -410,7 +414,7 @@ def worker(args) -> dict:
         **{k: round(v, 1) for k, v in peak_memory_mb(device, args.pipeline == "lightly").items()},
     }
     if args.pipeline == "lib_fast":
-        row["settings"] = fast_settings(device, args.compile)
+        row["settings"] = fast_settings(device, args.compile, args.compile_mode)
     if args.knn:
         test = load_split(args.data, "test", args.cache)
         row["knn_top1"] = round(knn_top1(backbone, train, test, device), 4)
@@ -592,6 +596,7 @@ def run_worker_process(args, recipe: str, pipeline: str) -> dict:
     cmd += ["--lib-crop-min", str(LIB_RECIPE["crop_min"])]
     cmd += [] if args.knn else ["--no-knn"]
     cmd += ["--compile"] if args.compile else []
+    cmd += ["--compile-mode", args.compile_mode] if args.compile_mode else []
     before, started = loadavg(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -658,6 +663,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-knn", dest="knn", action="store_false")
     p.add_argument("--compile", action="store_true", help="lib_fast: torch.compile the backbone")
+    p.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default=None,
+                   help="with --compile: torch.compile's mode (reduce-overhead: CUDA graphs on a GPU)")
     p.add_argument("--workers", type=int, default=2, help="lightly's DataLoader workers")
     cache = os.environ.get("SSLCOOKBOOK_BENCH_CACHE", "/tmp/sslcookbook-bench-cache")
     p.add_argument("--cache", default=cache, help="where the decoded ImageFolder is cached")

@@ -57,7 +57,7 @@ def test_a_cpu_run_reports_step_throughput_and_the_200_epoch_time(monkeypatch, t
     monkeypatch.setattr(bench_train, "BATCH", 16)
     args = bench_train.argparse.Namespace(
         device="cpu", data="synthetic:64", cache="/nonexistent", pipeline="lib", recipe="simclr",
-        compile=False, budget_s=None, steps=2, knn=False, workers=0,
+        compile=False, compile_mode=None, budget_s=None, steps=2, knn=False, workers=0,
     )
     row = bench_train.worker(args)  # the run a subprocess of main() makes, here in-process
     assert row["steps"] == 2 and row["step_ms"] > 0 and row["full_run_steps"] == 200 * (50_000 // 16)
@@ -72,3 +72,10 @@ def test_a_cpu_run_reports_step_throughput_and_the_200_epoch_time(monkeypatch, t
     assert bench_train.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(line + "\n") and f"- {line}" in out.with_suffix(".md").read_text()
+
+
+def test_fast_settings_pass_the_compile_mode_only_with_compile():
+    cpu = torch.device("cpu")
+    assert bench_train.fast_settings(cpu, True, "reduce-overhead")["compile_mode"] == "reduce-overhead"
+    assert "compile_mode" not in bench_train.fast_settings(cpu, True)
+    assert "compile" not in bench_train.fast_settings(cpu, False, "max-autotune")
