@@ -108,17 +108,33 @@ def test_a_state_dict_loads_across_the_two_and_training_continues_identically(sa
     assert_same_parameters(straight, resumed)
 
 
-def test_the_default_is_foreach_on_one_device_and_the_choice_survives_copies(monkeypatch):
-    net = model(torch.float32)
-    opt = build_optimizer(net, "lars", lr=0.1, weight_decay=0.01)
-    assert opt.foreach is None
+def test_the_default_is_foreach_on_one_accelerator_and_the_loop_on_the_cpu(monkeypatch):
     calls = []
     monkeypatch.setattr(LARS, "_step_loop", lambda self, group, params: calls.append("loop"))
     monkeypatch.setattr(LARS, "_step_foreach", lambda self, group, params: calls.append("foreach"))
+
+    def step_on(*devices: str) -> list[str]:
+        params = [torch.nn.Parameter(torch.zeros(2, 2, device=d)) for d in devices]
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        calls.clear()
+        LARS(params, lr=0.1).step()
+        return list(calls)
+
+    assert step_on("meta", "meta") == ["foreach"]  # any one non-CPU device (a GPU's case)
+    assert step_on("cpu", "cpu") == ["loop"]  # measured faster there (see the class docstring)
+    assert step_on("cpu", "meta") == ["loop"]  # the foreach ops need one device
+    net = model(torch.float32)
+    opt = build_optimizer(net, "lars", lr=0.1, weight_decay=0.01)
+    assert opt.foreach is None
+    calls.clear()
     train(net, opt, steps=1)
-    assert calls == ["foreach"] * len(opt.param_groups)
-    explicit = lars(model(torch.float32), foreach=False)
-    assert copy.deepcopy(explicit).foreach is False
-    assert pickle.loads(pickle.dumps(explicit)).foreach is False
+    assert calls == ["loop"] * len(opt.param_groups)
+
+
+def test_the_choice_survives_copies_and_bad_values_are_refused():
+    explicit = lars(model(torch.float32), foreach=True)
+    assert copy.deepcopy(explicit).foreach is True
+    assert pickle.loads(pickle.dumps(explicit)).foreach is True
     with pytest.raises(ValueError, match="foreach must be None, True or False"):
-        LARS(net.parameters(), lr=0.1, foreach="yes")
+        LARS([torch.nn.Parameter(torch.zeros(2))], lr=0.1, foreach="yes")
