@@ -21,6 +21,13 @@ views (the library) or the first batch out of the DataLoader (lightly): set-up a
 not counted. Results: ``benchmarks/results/train_<device>_<recipes>.md`` and ``.json``, with the device,
 the library versions, the date and the load average before and after each run.
 
+As each run ends it prints its step throughput and the time of the published 200-epoch recipe on
+CIFAR-10 (50,000 images) extrapolated from it: the first step (warm-up, torch.compile) once, then
+200 × (50,000 // batch) steps at the steady step time. On a GPU, run a few steps of
+``--device cuda --backbone resnet18_cifar --batch 512 --pipelines lib_fast --no-knn --steps 100`` first
+(with ``--compile``, and ``--compile-mode reduce-overhead`` for CUDA graphs, the compiled step): a full
+recipe run is worth the device time only when that estimate fits the budget.
+
     python benchmarks/bench_train.py /tmp/cifar10 --recipes simclr --budget-s 300   # the table
     python benchmarks/bench_train.py /tmp/cifar10 --recipes simclr byol dino --steps 20 --no-knn
     python benchmarks/bench_train.py /tmp/cifar10 --device cuda --steps 50 --no-knn --pipelines lib_fast
@@ -62,6 +69,7 @@ LIB_RECIPE = {"temperature": 0.5, "crop_min": 0.08}  # --lib-temperature, --lib-
 NUM_LOCAL, LOCAL_SIZE = 4, 16  # DINO's multi-crop: 2 global 32 px crops + 4 local 16 px crops
 KNN_K, KNN_T = 200, 0.1
 CALIBRATION_STEPS = 10
+FULL_RUN_IMAGES, FULL_RUN_EPOCHS = 50_000, 200  # the published recipe: 200 epochs of CIFAR-10's train split
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -123,11 +131,13 @@ def library_views(recipe: str):
     return preset("multicrop", (3, 32, 32), num_local=NUM_LOCAL, local_size=LOCAL_SIZE)
 
 
-def fast_settings(device: torch.device, compile_backbone: bool) -> dict:
+def fast_settings(device: torch.device, compile_backbone: bool, compile_mode: str | None = None) -> dict:
     bf16 = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     settings = {"channels_last": True, "amp": bf16, "view_forward": "auto"}
     if compile_backbone:
         settings["compile"] = True
+        if compile_mode is not None:  # TrainConfig.compile_mode, e.g. "reduce-overhead": CUDA graphs
+            settings["compile_mode"] = compile_mode
     return settings
 
 
@@ -327,6 +337,35 @@ def rate_of(stamps: list[float]) -> float:
     return 1.0 / sorted(gaps)[len(gaps) // 2]
 
 
+def extrapolate(stamps: list[float], batch: int) -> dict:
+    """A short run's step rate and the full recipe's time it predicts (FULL_RUN_EPOCHS epochs of
+    FULL_RUN_IMAGES images, ``images // batch`` steps each, as ``fit`` drops the last partial batch): the
+    first step once (warm-up, compilation), then every step at the steady rate of :func:`rate_of`."""
+    first_step_s, step_s = stamps[1] - stamps[0], 1.0 / rate_of(stamps)
+    steps = FULL_RUN_EPOCHS * (FULL_RUN_IMAGES // batch)
+    return {
+        "first_step_s": round(first_step_s, 3),
+        "steps_per_s": round(1.0 / step_s, 2),
+        "step_ms": round(1000 * step_s, 2),
+        "full_run_steps": steps,
+        "full_run_min": round((first_step_s + steps * step_s) / 60, 1),
+    }
+
+
+def run_line(row: dict) -> str:
+    """One run's throughput and its extrapolated full-recipe time, as printed when the run ends."""
+    if "error" in row:
+        return f"{row['recipe']} / {row['pipeline']}: error {row['error']}"
+    if "full_run_min" not in row:
+        return f"{row['recipe']} / {row['pipeline']}: {row['images_per_s']} images/s"
+    return (
+        f"{row['recipe']} / {row['pipeline']}: {row['steps_per_s']} steps/s ({row['step_ms']} ms a step, "
+        f"{row['steady_images_per_s']} images/s; first step {row['first_step_s']} s); "
+        f"{FULL_RUN_EPOCHS} CIFAR-10 epochs ({row['full_run_steps']:,} steps) ≈ {row['full_run_min']} min, "
+        "extrapolated"
+    )
+
+
 def peak_memory_mb(device: torch.device, workers: bool = False) -> dict:
     out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if workers:  # the DataLoader's worker processes (ended by then), the largest of them
@@ -343,7 +382,8 @@ def worker(args) -> dict:
         def run(steps, budget):
             return run_lightly(args.recipe, args.data, steps, budget, device, workers=args.workers)
     else:
-        settings = fast_settings(device, args.compile) if args.pipeline == "lib_fast" else {}
+        fast = args.pipeline == "lib_fast"
+        settings = fast_settings(device, args.compile, args.compile_mode) if fast else {}
 
         def run(steps, budget):
             return run_library(args.recipe, train, steps, budget, device, dict(settings))
@@ -370,10 +410,11 @@ def worker(args) -> dict:
         "steady_images_per_s": round(BATCH * rate_of(stamps), 1) if len(stamps) > 2 else None,
         "epochs": round(done * BATCH / len(train), 3),
         "last_loss": loss,
+        **(extrapolate(stamps, BATCH) if len(stamps) >= 2 else {}),
         **{k: round(v, 1) for k, v in peak_memory_mb(device, args.pipeline == "lightly").items()},
     }
     if args.pipeline == "lib_fast":
-        row["settings"] = fast_settings(device, args.compile)
+        row["settings"] = fast_settings(device, args.compile, args.compile_mode)
     if args.knn:
         test = load_split(args.data, "test", args.cache)
         row["knn_top1"] = round(knn_top1(backbone, train, test, device), 4)
@@ -555,6 +596,7 @@ def run_worker_process(args, recipe: str, pipeline: str) -> dict:
     cmd += ["--lib-crop-min", str(LIB_RECIPE["crop_min"])]
     cmd += [] if args.knn else ["--no-knn"]
     cmd += ["--compile"] if args.compile else []
+    cmd += ["--compile-mode", args.compile_mode] if args.compile_mode else []
     before, started = loadavg(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -600,12 +642,11 @@ def markdown(head: dict, rows: list[dict], base: dict | None, notes: list[str]) 
     fast = next((r.get("settings") for r in rows if r.get("settings")), None)
     if fast:
         lines += ["", f"`lib_fast` settings: `{json.dumps(fast)}` (TrainConfig fields)."]
-    if head["device_type"] == "cuda":
-        for r in rows:
-            if r.get("images_per_s"):
-                minutes = 200 * 50_000 / r["images_per_s"] / 60
-                lines.append(f"- {r['recipe']} {r['pipeline']}: 200 CIFAR-10 epochs ≈ {minutes:.1f} min "
-                             "(extrapolated from the step rate, this backbone)")
+    estimates = [r for r in rows if "full_run_min" in r]
+    if estimates:
+        lines += ["", f"Extrapolated {FULL_RUN_EPOCHS}-epoch CIFAR-10 runs ({FULL_RUN_IMAGES:,} images, this "
+                  "backbone and batch): the first step once, then every step at the steady step time."]
+        lines += [f"- {run_line(r)}" for r in estimates]
     lines += ["", f"Scheduler: this benchmark's session ran as `{head.get('scheduler')}` (Linux autogroup)."]
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -622,6 +663,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-knn", dest="knn", action="store_false")
     p.add_argument("--compile", action="store_true", help="lib_fast: torch.compile the backbone")
+    p.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default=None,
+                   help="with --compile: torch.compile's mode (reduce-overhead: CUDA graphs on a GPU)")
     p.add_argument("--workers", type=int, default=2, help="lightly's DataLoader workers")
     cache = os.environ.get("SSLCOOKBOOK_BENCH_CACHE", "/tmp/sslcookbook-bench-cache")
     p.add_argument("--cache", default=cache, help="where the decoded ImageFolder is cached")
@@ -668,6 +711,7 @@ def main(argv=None) -> int:
             print(f"{recipe} / {pipeline} ...", file=sys.stderr, flush=True)
             rows.append(run_worker_process(args, recipe, pipeline))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            print(run_line(rows[-1]), flush=True)  # before the next run: does a full run fit the budget?
     base = baselines(args) if args.knn else None
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({"header": head, "rows": rows, "baselines": base,

@@ -47,5 +47,7 @@ step train_resnet18_compile 120 $PY benchmarks/bench_train.py synthetic:50000 --
   --no-knn --recipes simclr --pipelines lib_fast --compile --backbone resnet18_cifar --batch 512 \
   --out "$OUT/train_cuda_resnet18_compile"
 cp benchmarks/results/kernel_parity_* "$OUT/" 2>/dev/null
+# each training run's step rate and extrapolated 200-epoch time (bench_train prints one line per run)
+grep -h "^[a-z]* / [a-z_]*: .*extrapolated$" "$OUT"/train_*.log 2>/dev/null | tee -a "$OUT/summary.txt" > /dev/null
 cat "$OUT/summary.txt"
 cat "$OUT"/train_cuda_*.md 2>/dev/null

@@ -43,3 +43,39 @@ def test_results_tables_name_the_device_the_rows_and_the_baselines():
     assert head["versions"]["torch"] in text and "| simclr | lib | 100.0 |" in text
     assert "random-init SmallCNN 40.0%" in text and "raw pixels 30.0%" in text and "- a note" in text
     assert bench_train.lightly_available() is None or "lightly" in bench_train.lightly_available()
+
+
+def test_the_full_recipe_time_is_extrapolated_from_the_first_and_the_steady_steps():
+    stamps = [0.0, 5.0, 5.1, 5.2, 5.3, 5.4]  # a 5 s first step (compilation), then 0.1 s steps
+    got = bench_train.extrapolate(stamps, batch=512)
+    assert got["first_step_s"] == 5.0 and got["step_ms"] == 100.0 and got["steps_per_s"] == 10.0
+    assert got["full_run_steps"] == 200 * (50_000 // 512)  # fit drops the last partial batch
+    assert got["full_run_min"] == round((5.0 + 19_400 * 0.1) / 60, 1)
+
+
+def test_a_cpu_run_reports_step_throughput_and_the_200_epoch_time(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench_train, "BATCH", 16)
+    args = bench_train.argparse.Namespace(
+        device="cpu", data="synthetic:64", cache="/nonexistent", pipeline="lib", recipe="simclr",
+        compile=False, compile_mode=None, budget_s=None, steps=2, knn=False, workers=0,
+    )
+    row = bench_train.worker(args)  # the run a subprocess of main() makes, here in-process
+    assert row["steps"] == 2 and row["step_ms"] > 0 and row["full_run_steps"] == 200 * (50_000 // 16)
+    line = bench_train.run_line(row)
+    assert line.startswith("simclr / lib: ") and "ms a step" in line and "200 CIFAR-10 epochs" in line
+    # main() prints that line as each run ends, before the next one starts, and the table repeats it
+    finished = {**row, "load_before": "1 1 1", "load_after": "1 1 1"}  # what run_worker_process adds
+    monkeypatch.setattr(bench_train, "run_worker_process", lambda _args, recipe, pipeline: finished)
+    out = tmp_path / "train_cpu"
+    argv = ["synthetic:64", "--steps", "3", "--no-knn", "--pipelines", "lib", "--batch", "16"]
+    argv += ["--out", str(out)]
+    assert bench_train.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(line + "\n") and f"- {line}" in out.with_suffix(".md").read_text()
+
+
+def test_fast_settings_pass_the_compile_mode_only_with_compile():
+    cpu = torch.device("cpu")
+    assert bench_train.fast_settings(cpu, True, "reduce-overhead")["compile_mode"] == "reduce-overhead"
+    assert "compile_mode" not in bench_train.fast_settings(cpu, True)
+    assert "compile" not in bench_train.fast_settings(cpu, False, "max-autotune")

@@ -99,3 +99,23 @@ def test_bf16_autocast_on_the_cpu_stays_close_to_fp32():
     reference = train(new_simclr())
     losses = train(new_simclr(), amp=True, channels_last=True)
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(reference), rtol=0.05, atol=0.05)
+
+
+def test_compile_mode_reaches_torch_compile_and_default_trains_a_step(monkeypatch):
+    seen = []
+    real_compile = torch.compile
+
+    def recording_compile(*args, **kwargs):
+        seen.append(kwargs)
+        return real_compile(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    losses = train(new_simclr(), compile="eager", compile_mode="default", max_steps_per_epoch=1)
+    assert len(losses) == 1 and torch.isfinite(torch.tensor(losses)).all()
+    assert seen == [{"backend": "eager", "mode": "default"}]
+
+
+@pytest.mark.parametrize("mode", ["fast", "reduce_overhead", "max-autotune-no-cudagraphs", ""])
+def test_an_unknown_compile_mode_is_refused_before_training(mode):
+    with pytest.raises(ValueError, match="compile_mode must be one of None, 'default', 'reduce-overhead'"):
+        train(new_simclr(), compile=True, compile_mode=mode)

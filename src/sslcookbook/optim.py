@@ -19,7 +19,21 @@ class LARS(torch.optim.Optimizer):
     With ``clip=True`` (LARC's clipping, as solo-learn's CIFAR recipes use) the ratio is
     :math:`\min(r / \text{lr}, 1)`: the layer's own rate :math:`r` is used, capped at the global lr.
     Groups with ``lars_exclude=True`` (biases, norm layers) take plain SGD steps, as in SimCLR.
+
+    ``foreach`` (as in ``torch.optim``): True steps each group with ``torch._foreach_*`` ops over all its
+    tensors at once (weight decay, the norms, the momentum buffers and the update are fused on a GPU;
+    the trust ratios are one stacked computation; only the scaling of each gradient by its own ratio is
+    still a launch per tensor), False with the per-tensor loop (:meth:`_step_loop`, the reference), None
+    (default) foreach for every group whose parameters are all on one accelerator (as torch.optim: on
+    a GPU, where it saves kernel launches; not timed there yet), the loop on the CPU, where the foreach
+    ops run tensor by tensor and measured slower (2-core CPU, 2026-12-01: 4.9 against 4.4 ms a step for
+    the SmallCNN's 18 tensors, 230-260 against 100-245 ms for ResNet-18's 60).
+    Both give the same parameters (bitwise on the CPU, where the foreach ops run tensor by tensor; a
+    GPU's fused norm may round differently) and keep the same state, so a state dict saved by one loads
+    into the other; ``foreach`` is this optimiser's choice, not saved with it.
     """
+
+    foreach: bool | None = None  # the instance's choice; this default serves objects pickled before it
 
     def __init__(
         self,
@@ -29,13 +43,22 @@ class LARS(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         eta: float = 0.001,
         clip: bool = False,
+        foreach: bool | None = None,
     ):
         if eta <= 0:
             raise ValueError(f"LARS eta must be > 0, got {eta}")
+        if foreach not in (None, True, False):
+            raise ValueError(f"LARS foreach must be None, True or False, got {foreach!r}")
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip, lars_exclude=False
         )
         super().__init__(params, defaults)
+        self.foreach = foreach
+
+    def __getstate__(self):
+        # Pickles and deep copies keep the choice; load_state_dict (which sets only state and groups)
+        # leaves it as it is.
+        return {**super().__getstate__(), "foreach": self.foreach}
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -44,27 +67,69 @@ class LARS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["weight_decay"] and not group["lars_exclude"]:
-                    g = g.add(p, alpha=group["weight_decay"])
-                if not group["lars_exclude"]:
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
-                    trust = torch.where(
-                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
-                    )
-                    if group["clip"]:
-                        trust = (trust / max(group["lr"], 1e-12)).clamp(max=1.0)  # lr = 0: no step anyway
-                    g = g * trust
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = g.clone()
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(g)
-                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+            with_grad = [p for p in group["params"] if p.grad is not None]
+            foreach = self.foreach
+            if foreach is None:
+                devices = {p.device for p in with_grad}
+                foreach = len(devices) == 1 and devices.pop().type != "cpu"
+            if foreach:
+                self._step_foreach(group, with_grad)
+            else:
+                self._step_loop(group, with_grad)
         return loss
+
+    def _step_loop(self, group: dict, params: list[torch.Tensor]) -> None:
+        """One step of ``group`` for ``params`` (those with a gradient), one tensor at a time."""
+        for p in params:
+            g = p.grad
+            if group["weight_decay"] and not group["lars_exclude"]:
+                g = g.add(p, alpha=group["weight_decay"])
+            if not group["lars_exclude"]:
+                w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                g = g * self._trust_ratio(group, w_norm, g_norm)
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = g.clone()
+            else:
+                state["momentum_buffer"].mul_(group["momentum"]).add_(g)
+            p.add_(state["momentum_buffer"], alpha=-group["lr"])
+
+    def _step_foreach(self, group: dict, params: list[torch.Tensor]) -> None:
+        """:meth:`_step_loop` with ``torch._foreach_*`` ops, over the tensors of one device and dtype at a
+        time; the same arithmetic in the same order."""
+        buckets: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for p in params:
+            buckets.setdefault((p.device, p.dtype), []).append(p)
+        for ps in buckets.values():
+            grads = [p.grad for p in ps]
+            if group["weight_decay"] and not group["lars_exclude"]:
+                grads = torch._foreach_add(grads, ps, alpha=group["weight_decay"])
+            if not group["lars_exclude"]:
+                w_norms = torch.stack(torch._foreach_norm(ps))
+                g_norms = torch.stack(torch._foreach_norm(grads))
+                trust = self._trust_ratio(group, w_norms, g_norms)
+                grads = torch._foreach_mul(grads, list(trust.unbind(0)))  # a 0-dim ratio per tensor
+            states = [self.state[p] for p in ps]
+            old = [i for i, state in enumerate(states) if "momentum_buffer" in state]
+            if old:
+                buffers = [states[i]["momentum_buffer"] for i in old]
+                torch._foreach_mul_(buffers, group["momentum"])
+                torch._foreach_add_(buffers, [grads[i] for i in old])
+            for state, g in zip(states, grads):
+                if "momentum_buffer" not in state:  # first step of this tensor
+                    state["momentum_buffer"] = g.clone()
+            torch._foreach_add_(ps, [state["momentum_buffer"] for state in states], alpha=-group["lr"])
+
+    @staticmethod
+    def _trust_ratio(group: dict, w_norm: torch.Tensor, g_norm: torch.Tensor) -> torch.Tensor:
+        """η‖w‖/‖g‖ (1 where either norm is 0), LARC-clipped with ``clip``: elementwise, so one tensor's
+        norms (0-dim) or a stack of a group's give the same ratios."""
+        trust = torch.where(
+            (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
+        )
+        if group["clip"]:
+            trust = (trust / max(group["lr"], 1e-12)).clamp(max=1.0)  # lr = 0: no step anyway
+        return trust
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:

@@ -62,6 +62,12 @@ class TrainConfig:
     channels_last: bool = False  # conv weights and views in NHWC (oneDNN's and cuDNN's fast layout)
     view_forward: str | None = None  # two-view methods: "concat", "split" or "auto" (TwoViewMethod)
     compile: bool | str = False  # torch.compile the backbone (True: inductor; a str names the backend)
+    # torch.compile's mode, used when compile is on (COMPILE_MODES): None or "default" (fuse kernels);
+    # "reduce-overhead": also CUDA graphs on a GPU, replaying each step's kernel launches, which needs static
+    # shapes (fit's batches all have batch_size rows; compile one more graph per new view size), more
+    # memory, and nothing to gain on a CPU; "max-autotune": also benchmarks tile choices for the matmuls and
+    # convolutions while compiling (minutes) and uses CUDA graphs on a GPU. Not measured on a GPU here yet.
+    compile_mode: str | None = None
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -312,7 +318,16 @@ def end_epoch(method, history: History, log, bar, epoch: int, started: float, mo
     _show(bar, history)
 
 
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
+
+
 def _check_config(config: TrainConfig) -> None:
+    if config.compile_mode not in COMPILE_MODES:
+        raise ValueError(
+            f"compile_mode must be one of {', '.join(map(repr, COMPILE_MODES))} (torch.compile's modes), got "
+            f"{config.compile_mode!r}: e.g. fit(..., compile=True, compile_mode='reduce-overhead'); CLI: "
+            "--set train.compile_mode=reduce-overhead"
+        )
     if config.final_weight_decay is not None and config.final_weight_decay < 0:
         raise ValueError(f"final_weight_decay must be >= 0, got {config.final_weight_decay}")
     for name in ("batch_size", "log_every", "knn_samples"):
@@ -323,7 +338,8 @@ def _check_config(config: TrainConfig) -> None:
 
 
 def _apply_speed_settings(method: torch.nn.Module, config: TrainConfig, device: torch.device) -> None:
-    """``channels_last``, ``view_forward`` and ``compile`` of ``config``, applied to ``method`` in place."""
+    """``channels_last``, ``view_forward`` and ``compile`` (with ``compile_mode``) of ``config``, applied to
+    ``method`` in place."""
     if config.channels_last:
         method.to(memory_format=torch.channels_last)  # 4-D weights only; the rest is unchanged
     if config.view_forward is not None:
@@ -335,7 +351,8 @@ def _apply_speed_settings(method: torch.nn.Module, config: TrainConfig, device: 
         method.view_forward = config.view_forward
     if config.compile:
         backend = "inductor" if config.compile is True else config.compile
-        method.backbone.compile(backend=backend)  # in place: the state dict's keys stay the same
+        # in place: the state dict's keys stay the same
+        method.backbone.compile(backend=backend, mode=config.compile_mode)
     use_amp = device.type == "cuda" if config.amp is None else config.amp
     if use_amp and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         warnings.warn(

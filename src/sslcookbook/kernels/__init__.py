@@ -15,7 +15,7 @@ calling a kernel (or ``backend="triton"``) raises a RuntimeError from :func:`req
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 
 import torch
@@ -59,15 +59,40 @@ def require_triton(what: str = "the Triton kernels") -> None:
         raise RuntimeError(triton_unavailable_message(what))
 
 
-def resolve_backend(backend: str, tensors: Sequence[torch.Tensor], kernel: ModuleType) -> str:
+def measured_backend(
+    rows: int, dtype: torch.dtype, device_type: str, min_rows: Mapping[torch.dtype, int]
+) -> str:
+    """``backend="auto"``'s choice from a kernel's measured crossover: 'triton' where it beat eager PyTorch.
+
+    ``min_rows[dtype]`` is the size, in the kernel's own measure of ``rows`` (for InfoNCE the R of an R×R
+    logits matrix), from which the kernel was measured faster than the eager formula on a GPU. Tensors
+    that are not on a CUDA device, and dtypes absent from ``min_rows``, get 'torch'.
+    """
+    if device_type != "cuda" or dtype not in min_rows:
+        return "torch"
+    return "triton" if rows >= min_rows[dtype] else "torch"
+
+
+def resolve_backend(
+    backend: str, tensors: Sequence[torch.Tensor], kernel: ModuleType, rows: int | None = None
+) -> str:
     """'triton' or 'torch' for the input ``tensors`` of a loss whose fused version is in ``kernel``.
 
     ``kernel`` is the kernel module (e.g. ``sslcookbook.kernels.infonce``); its ``INTERPRETED`` says whether
     its kernels were built for the Triton interpreter (``TRITON_INTERPRET=1`` at its import) and its
     ``unsupported(tensors)`` names inputs it cannot take (None when it can take them).
 
-    ``"auto"`` picks Triton for CUDA tensors in a kernel dtype when Triton imports and the kernel supports
-    the inputs. ``"triton"`` is honoured or refused with an error that says why and what to do: no triton
+    ``"auto"`` picks Triton for CUDA tensors in a kernel dtype when Triton imports, the kernel supports
+    the inputs and, where the kernel states a measured crossover (an ``auto_backend(rows, dtype,
+    device_type)`` function, given the problem size ``rows`` by the calling loss), the kernel was measured
+    faster than eager PyTorch at that size and dtype. InfoNCE / NT-Xent have one (eager below 8,192 rows in
+    16-bit and in fp32 up to 65,536 rows, from benchmarks/results/infonce_nvidia-h100-80gb-hbm3.csv; see
+    :func:`sslcookbook.kernels.infonce.auto_backend`). DINO has none: its kernel was measured 1.8-12×
+    faster than eager at every size (640 to 8,190 student rows, K = 4,096 and 65,536, bf16 and fp32;
+    benchmarks/results/dino_nvidia-h100-80gb-hbm3.csv). SigLIP was not measured on a GPU. The tensors'
+    dtype for the crossover is their promoted dtype.
+
+    ``"triton"`` is honoured or refused with an error that says why and what to do: no triton
     package, CPU tensors without the interpreter, a dtype the kernels do not take, bfloat16 in the
     interpreter, or inputs the kernel does not support.
     """
@@ -80,7 +105,12 @@ def resolve_backend(backend: str, tensors: Sequence[torch.Tensor], kernel: Modul
     dtypes_ok = all(dtype in KERNEL_DTYPES for dtype in dtypes)
     if backend == "auto":
         usable = on_cuda and triton_available() and dtypes_ok and kernel.unsupported(tensors) is None
-        return "triton" if usable else "torch"
+        if not usable:
+            return "torch"
+        measured = getattr(kernel, "auto_backend", None)
+        if rows is None or measured is None:
+            return "triton"
+        return measured(rows, functools.reduce(torch.promote_types, dtypes), tensors[0].device.type)
     require_triton("backend='triton'")
     if not on_cuda and not kernel.INTERPRETED:
         raise RuntimeError(
@@ -106,6 +136,7 @@ def resolve_backend(backend: str, tensors: Sequence[torch.Tensor], kernel: Modul
 __all__ = [
     "BACKENDS",
     "KERNEL_DTYPES",
+    "measured_backend",
     "require_triton",
     "resolve_backend",
     "triton_available",

@@ -53,7 +53,8 @@ positive term (a gather and a row-wise dot product) and the mean. The autograd.F
 normalised embeddings → per-row lse step (``info_nce_lse``). ``info_nce``, ``nt_xent`` and ``info_nce_lse``
 here are the Triton twins of ``info_nce_reference``, ``nt_xent_reference`` and ``info_nce_lse_reference``
 in :mod:`sslcookbook.losses.contrastive`: same arguments, inputs already checked by the public loss, which
-also chooses between the two (:func:`sslcookbook.kernels.resolve_backend`, with :func:`unsupported`).
+also chooses between the two (:func:`sslcookbook.kernels.resolve_backend`, with :func:`unsupported`;
+``backend="auto"`` takes the kernel only where it was measured faster than eager, :func:`auto_backend`).
 
 Precision
 ---------
@@ -87,13 +88,24 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import require_triton, triton_available
+from . import measured_backend, require_triton, triton_available
 from ._tiles import TileConfig as _TileConfig
 from ._tiles import dot_precision as _dot_precision
 from ._tiles import launch
 from ._tiles import smaller as _smaller  # noqa: F401  (the tests step through the fallback sizes)
 
-__all__ = ["AVAILABLE", "INTERPRETED", "info_nce", "info_nce_lse", "nt_xent", "unsupported"]
+__all__ = [
+    "AUTO_MIN_ROWS",
+    "AUTO_SOURCE",
+    "AVAILABLE",
+    "INTERPRETED",
+    "auto_backend",
+    "info_nce",
+    "info_nce_lse",
+    "logits_rows",
+    "nt_xent",
+    "unsupported",
+]
 
 # False where `import triton` fails: the kernels then raise a RuntimeError saying why (require_triton).
 AVAILABLE = triton_available()
@@ -397,6 +409,43 @@ def unsupported(tensors: Sequence[torch.Tensor]) -> str | None:
             "padded row: D ≤ 1024 in 16-bit, D ≤ 512 in fp32)"
         )
     return None
+
+
+# backend="auto": from how many rows R (R×R logits) the kernel beat eager PyTorch, forward + backward, on an
+# H100 (python benchmarks/kernel_crossover.py reads these figures off AUTO_SOURCE; tests/test_kernels_auto.py
+# checks that the table still agrees with it).
+AUTO_SOURCE = "benchmarks/results/infonce_nvidia-h100-80gb-hbm3.csv"
+AUTO_MIN_ROWS = {
+    # Eager faster at R ≤ 4,096 (Triton 0.56-0.80×), Triton faster from 16,384 (1.69-8.97×), D = 128 and
+    # 256; interpolated crossing 6,212 (D = 256) and 6,718 (D = 128), rounded up to a power of two.
+    # fp16 was not measured: same 2-byte tiles and tensor-core rate as bf16.
+    torch.bfloat16: 8_192,
+    torch.float16: 8_192,
+    # TF32 off: eager faster at every measured R (Triton 0.12-0.62×, R = 1,024 to 65,536). Above 65,536
+    # rows eager's fp32 R×R logits, softmax and gradient (49 GB peak at 65,536, growing as R²) no longer
+    # fit one 80 GB GPU while the kernel needs O(R·D) memory, so the kernel takes over there.
+    torch.float32: 65_537,
+}
+
+
+def logits_rows(n: int, m: int) -> int:
+    """The R of an R×R logits matrix with as many entries as N×M: the size :data:`AUTO_MIN_ROWS` is in.
+
+    NT-Xent on 2N rows is R = 2N; the crossover was measured on square logits only, so for N ≠ M (a MoCo
+    queue) this is an extrapolation by work, N·M·D.
+    """
+    return math.isqrt(n * m)
+
+
+def auto_backend(rows: int, dtype: torch.dtype, device_type: str) -> str:
+    """'triton' or 'torch': ``backend="auto"``'s choice for ``rows`` = :func:`logits_rows` of the logits.
+
+    Measured crossover (H100, forward + backward, D = 128 and 256; :data:`AUTO_SOURCE`): in bf16 / fp16 the
+    kernel from 8,192 rows (eager faster at ≤ 4,096, the kernel 1.7-9× faster at ≥ 16,384); in fp32 with
+    TF32 off eager up to 65,536 rows (the kernel was 0.12-0.62× at every measured size) and the kernel
+    above, where eager's R×R matrices no longer fit the GPU. Non-CUDA devices and other dtypes: 'torch'.
+    """
+    return measured_backend(rows, dtype, device_type, AUTO_MIN_ROWS)
 
 
 def info_nce_lse(

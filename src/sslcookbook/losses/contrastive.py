@@ -42,15 +42,21 @@ def info_nce(
         keys: M×D raw embeddings; normalised here.
         temperature: τ > 0.
         labels: (N,) integer indices into keys, the positive of each query; default arange(N).
-        backend: ``"auto"`` (Triton for CUDA tensors when available, else PyTorch), ``"triton"`` or
-            ``"torch"``.
+        backend: ``"auto"``, ``"triton"`` or ``"torch"``. ``"auto"`` takes the Triton kernel for CUDA
+            tensors where it was measured faster than this formula (H100, forward + backward,
+            benchmarks/results/infonce_nvidia-h100-80gb-hbm3.csv), counting rows as R = √(N·M): from
+            R = 8,192 in bf16 / fp16 (eager faster at ≤ 4,096, the kernel 1.7-9× faster at ≥ 16,384),
+            and in fp32 (TF32 off; the kernel 0.12-0.62× of eager) only above R = 65,536, where the
+            logits no longer fit a GPU. Otherwise, and on the CPU, this formula
+            (:func:`sslcookbook.kernels.infonce.auto_backend`).
     Returns:
         the scalar mean over queries, fp32 (fp64 for fp64 inputs on the torch backend).
     """
     check_embeddings(query=query, keys=keys)
     temperature = check_temperature(temperature)
     labels = check_labels(labels, query.shape[0], keys.shape[0], query.device)
-    if resolve_backend(backend, (query, keys), fused) == "triton":
+    rows = fused.logits_rows(query.shape[0], keys.shape[0])
+    if resolve_backend(backend, (query, keys), fused, rows) == "triton":
         return fused.info_nce(query, keys, temperature, labels)
     return info_nce_reference(query, keys, temperature, labels)
 
@@ -103,7 +109,14 @@ def nt_xent(
     Args:
         z1, z2: N×D projections of the two views (raw: normalised here).
         temperature: τ > 0; SimCLR uses 0.5 on CIFAR-10 and 0.1 on ImageNet.
-        backend: ``"auto"`` (Triton on CUDA), ``"triton"`` or ``"torch"``.
+        backend: ``"auto"``, ``"triton"`` or ``"torch"``. ``"auto"`` takes the Triton kernel for CUDA
+            tensors where it was measured faster than :func:`nt_xent_reference` (H100, forward +
+            backward, benchmarks/results/infonce_nvidia-h100-80gb-hbm3.csv): from R = 2N = 8,192 rows
+            in bf16 / fp16 (batch N ≥ 4,096; eager faster at R ≤ 4,096, the kernel 1.7-9× faster at
+            R ≥ 16,384), and in fp32 (TF32 off; the kernel 0.12-0.62× of eager) only above R = 65,536,
+            where eager's R×R logits no longer fit a GPU. Otherwise, and on the CPU, the formula
+            (:func:`sslcookbook.kernels.infonce.auto_backend`). With ``gather_distributed`` R counts
+            the logits against all ranks, √(2N · 2NW).
         gather_distributed: contrast this rank's 2N rows against the views of all ranks, so that W
             ranks of N samples compute the loss of one batch of W·N.
     Returns:
@@ -111,8 +124,11 @@ def nt_xent(
     """
     check_views(z1=z1, z2=z2)
     temperature = check_temperature(temperature)
-    on_triton = resolve_backend(backend, (z1, z2), fused) == "triton"
-    if gather_distributed and distributed.is_distributed():
+    gathered = gather_distributed and distributed.is_distributed()
+    world = distributed.world_size() if gathered else 1
+    rows = fused.logits_rows(2 * z1.shape[0], 2 * z1.shape[0] * world)
+    on_triton = resolve_backend(backend, (z1, z2), fused, rows) == "triton"
+    if gathered:
         return _nt_xent_gathered(z1, z2, temperature, on_triton)
     if on_triton:
         return fused.nt_xent(z1, z2, temperature)
@@ -250,6 +266,7 @@ def nnclr_loss(
     check_views(z=z, p=p)
     temperature = check_temperature(temperature)
     neighbours = nearest_neighbour(z, support).to(p.dtype)
-    if resolve_backend(backend, (neighbours, p), fused) == "triton":
+    rows = fused.logits_rows(p.shape[0], p.shape[0])
+    if resolve_backend(backend, (neighbours, p), fused, rows) == "triton":
         return fused.info_nce(neighbours, p, temperature)
     return info_nce_reference(neighbours, p, temperature)

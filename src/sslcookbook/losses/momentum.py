@@ -40,7 +40,8 @@ def moco_loss(
     temperature = check_temperature(temperature)
     qn, kn = F.normalize(q, dim=1), F.normalize(k.detach(), dim=1)
     queue = queue.detach().to(qn.dtype)
-    on_triton = resolve_backend(backend, (qn, queue), fused) == "triton"
+    rows = fused.logits_rows(qn.shape[0], queue.shape[0])
+    on_triton = resolve_backend(backend, (qn, queue), fused, rows) == "triton"
     # log Σ_j exp(q·queue_j/τ) (the kernel never builds the N×K logits), then the positive joins the
     # denominator exactly.
     lse_queue = (fused.info_nce_lse if on_triton else info_nce_lse_reference)(qn, queue, temperature)
@@ -68,7 +69,7 @@ def moco_v3_loss(
     if gather_distributed and distributed.is_distributed():
         keys = distributed.gather(keys)
         labels = torch.arange(q.shape[0], device=q.device) + distributed.rank() * q.shape[0]
-    if resolve_backend(backend, (q, keys), fused) == "triton":
+    if resolve_backend(backend, (q, keys), fused, fused.logits_rows(q.shape[0], keys.shape[0])) == "triton":
         return 2 * temperature * fused.info_nce(q, keys, temperature, labels)
     return 2 * temperature * info_nce_reference(q, keys, temperature, labels)
 
