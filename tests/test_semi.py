@@ -30,7 +30,7 @@ from sslcookbook.methods.semi import (
 )
 from sslcookbook.models import SmallCNN
 from sslcookbook.semi_recipes import semi_setting
-from sslcookbook.semi_train import SemiConfig, accuracy, fixmatch_lr, noisy_student, train_semi
+from sslcookbook.semi_train import SemiConfig, accuracy, fixmatch_lr, noisy_student, simclrv2, train_semi
 from sslcookbook.train import load_checkpoint
 
 
@@ -232,6 +232,24 @@ def test_noisy_student_pipeline_runs(digits):
         split, weak_strong_views(digits.image_shape), config, _model, iterations=1, eval_data=digits
     )
     assert isinstance(model, Classifier) and len(scores) == 2
+
+
+def test_simclrv2_distils_the_given_fine_tuned_model_or_fine_tunes_one(digits):
+    split = labelled_split(digits, 2, seed=0)
+    config = SemiConfig(steps=3, batch_size=8, mu=1, log_every=1)
+    views = weak_strong_views(digits.image_shape)
+    backbone = SmallCNN(1, 8)
+    given = _model(3)
+    before = {k: v.clone() for k, v in given.state_dict().items()}
+    out = simclrv2(split, views, config, backbone, _model, 10, fine_tuned=given)
+    assert out["fine_tuned"] is given  # stage 2 skipped: the given model is the teacher, left untouched
+    assert all(torch.equal(before[k], v) for k, v in given.state_dict().items())
+    assert isinstance(out["student"], Classifier) and out["student"] is not given
+    out = simclrv2(split, views, config, backbone, _model, 10)
+    tuned = out["fine_tuned"]
+    assert isinstance(tuned, Classifier) and tuned.backbone is not backbone  # a fine-tuned copy
+    weight = "features.0.weight"
+    assert not torch.equal(tuned.backbone.state_dict()[weight], backbone.state_dict()[weight])
 
 
 def test_loop_errors_and_schedule(digits):

@@ -304,12 +304,18 @@ def simclrv2(
     recipe's) → (2) fine-tuned with a fresh head on the few labels → (3) distilled into a student
     (``build_model()``, from scratch) on the unlabelled images with −Σ p_T log p_S only.
 
-    Returns ``{"fine_tuned": classifier, "student": classifier}``.
+    ``fine_tuned`` (a classifier already fine-tuned from ``pretrained_backbone`` on the labels, e.g. the
+    "SSL + fine-tune" model of a comparison) skips stage 2, so that the distilled teacher is that very
+    model. Returns ``{"fine_tuned": classifier, "student": classifier}``.
     """
-    fine = SupervisedOnly(Classifier(copy.deepcopy(pretrained_backbone).requires_grad_(True), num_classes))
-    train_semi(fine, split, views, config.replace(lr=fine_tune_lr), device=device, progress=progress)
+    if fine_tuned is None:
+        fine = SupervisedOnly(
+            Classifier(copy.deepcopy(pretrained_backbone).requires_grad_(True), num_classes)
+        )
+        train_semi(fine, split, views, config.replace(lr=fine_tune_lr), device=device, progress=progress)
+        fine_tuned = fine.model
     student = Distillation(
-        build_model(), fine.model, temperature=temperature, noised=False, supervised_weight=0.0
+        build_model(), fine_tuned, temperature=temperature, noised=False, supervised_weight=0.0
     )
     train_semi(student, split, views, config.replace(seed=config.seed + 1), device=device, progress=progress)
     return {"fine_tuned": fine_tuned, "student": student.model}
