@@ -652,6 +652,12 @@ def markdown(head: dict, rows: list[dict], base: dict | None, notes: list[str]) 
     return "\n".join(lines) + "\n"
 
 
+def _stem(out: str) -> Path:
+    """``--out``: a bare name goes to benchmarks/results/, a path with a folder stays where it says."""
+    path = Path(out)
+    return RESULTS / path if path.parent == Path(".") else path
+
+
 def main(argv=None) -> int:
     global BATCH, BACKBONE, LR
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -668,7 +674,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="lightly's DataLoader workers")
     cache = os.environ.get("SSLCOOKBOOK_BENCH_CACHE", "/tmp/sslcookbook-bench-cache")
     p.add_argument("--cache", default=cache, help="where the decoded ImageFolder is cached")
-    p.add_argument("--out", default=None, help="results stem (default results/train_<device>_<recipes>)")
+    p.add_argument("--out", default=None, help="results stem; a bare name goes to results/")
     p.add_argument("--batch", type=int, default=BATCH, help="images per step (both pipelines)")
     p.add_argument("--backbone", choices=("small_cnn", "resnet18_cifar"), default=BACKBONE)
     p.add_argument("--lr", type=float, default=LR, help="SGD learning rate (both pipelines)")
@@ -688,12 +694,12 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args)), flush=True)
         return 0
     head = header(args)
-    stem = Path(args.out) if args.out else RESULTS / f"train_{args.device}_{'_'.join(args.recipes)}"
+    stem = _stem(args.out) if args.out else RESULTS / f"train_{args.device}_{'_'.join(args.recipes)}"
     if args.profile:
         head.update(load_before=loadavg())
         result = {"header": head, "profile": profile(args)}
         result["header"]["load_after"] = loadavg()
-        stem = Path(args.out) if args.out else RESULTS / f"profile_simclr_{args.device}"
+        stem = _stem(args.out) if args.out else RESULTS / f"profile_simclr_{args.device}"
         stem.parent.mkdir(parents=True, exist_ok=True)
         stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
         stem.with_suffix(".md").write_text(profile_markdown(result))
