@@ -217,7 +217,10 @@ class TwoViewMethod(SSLMethod):
         ``"auto"`` is ``"split"`` on the CPU and ``"concat"`` elsewhere. Without BatchNorm, or in eval
         mode, the modes give the same projections. ``z.chunk(2)`` gives z1 and z2.
         """
-        return self.forward_views(self.project, self.batch(views))
+        v1, v2 = two_views(views, type(self).__name__)
+        if self._views_apart(v1.device):  # straight from the views: no 2B copy to cut up again
+            return torch.cat([self.project(v1), self.project(v2)])
+        return self.project(torch.cat([v1, v2]))
 
 
 __all__ = [

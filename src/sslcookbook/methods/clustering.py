@@ -288,8 +288,7 @@ class DeepClusterV2(SSLMethod):
                 f"fill_bank needs the training set as uint8 images N×C×H×W or a streamed data set "
                 f"(data.load('shards:...')), got {type(images).__name__}"
             )
-        make = torch.empty if isinstance(images, torch.Tensor) else torch.zeros
-        bank = make(self.num_global_crops, n, self.bank.shape[2], device=device)
+        bank = torch.zeros(self.num_global_crops, n, self.bank.shape[2], device=device)
         filled = torch.zeros(n, dtype=torch.bool, device=device)
         for x, rows in batches:
             z = F.normalize(self.projector(self.backbone(to_float(x))), dim=-1)
