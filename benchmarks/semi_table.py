@@ -206,9 +206,14 @@ def _meta(profile, setting, train, test, seed, ssl_seconds, started) -> dict:
     }
 
 
-def write(meta: dict, rows: list[dict], columns=COLUMNS) -> Path:
+def _results_stem(meta: dict, suffix: str = "") -> Path:
+    """benchmarks/results/semi_<profile>_<device><suffix> (the .md and .json share it)."""
     slug = re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
-    base = RESULTS / f"semi_{meta['profile']}_{slug}"
+    return RESULTS / f"semi_{meta['profile']}_{slug}{suffix}"
+
+
+def write(meta: dict, rows: list[dict], columns=COLUMNS) -> Path:
+    base = _results_stem(meta)
     RESULTS.mkdir(exist_ok=True)
     # A run of some budgets replaces their rows and keeps the others (each row says when it was measured).
     done = {row["labels_per_class"] for row in rows}
@@ -246,8 +251,7 @@ def write(meta: dict, rows: list[dict], columns=COLUMNS) -> Path:
 def write_spread(meta: dict, per_seed: dict[int, list[dict]], columns=COLUMNS) -> Path:
     """The seed spread: each cell's mean, standard deviation and range over the seeds (split and training
     seeds both), in ``semi_<profile>_<device>_seeds.md`` and ``.json`` beside the seed-0 table."""
-    slug = re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
-    base = RESULTS / f"semi_{meta['profile']}_{slug}_seeds"
+    base = _results_stem(meta, "_seeds")
     seeds = sorted(per_seed)
     budgets = [row["labels_per_class"] for row in per_seed[seeds[0]]]
     base.with_suffix(".json").write_text(json.dumps({"meta": meta, "seeds": per_seed}, indent=2) + "\n")
