@@ -14,9 +14,12 @@ Pipelines:
 - ``lightly``: lightly's transforms (PIL, in a 2-worker DataLoader over torchvision's ImageFolder), its
   heads, loss and momentum utilities, one forward per view, as in lightly's examples (fp32).
 
-Each pipeline runs in a subprocess of its own (its peak RSS is its own). A short calibration run (a few
-steps on a throw-away model) measures the step rate, so that the cosine schedule spans the budget; the
-run then stops at the budget (``--budget-s``) or after ``--steps``. Timing starts at the first step's
+Each pipeline runs in a subprocess of its own (its peak RSS is its own). A calibration run on a
+throw-away model (a tenth of the budget, at most 30 s) measures the sustained step rate (the mean over its
+later half), so that the cosine schedule spans the budget; the run then stops at the budget
+(``--budget-s``) or after ``--steps``. (Ten calibration steps over-planned the fast settings by 30–55% on
+the 2-core CPU, whose throughput swings ±20% from one 50-step stretch to the next: the cosine then ended
+a third short of zero.) Timing starts at the first step's
 views (the library) or the first batch out of the DataLoader (lightly): set-up and worker start-up are
 not counted. Results: ``benchmarks/results/train_<device>_<recipes>.md`` and ``.json``, with the device,
 the library versions, the date and the load average before and after each run.
@@ -68,7 +71,8 @@ EMA_BASE = 0.99
 LIB_RECIPE = {"temperature": 0.5, "crop_min": 0.08}  # --lib-temperature, --lib-crop-min (library only)
 NUM_LOCAL, LOCAL_SIZE = 4, 16  # DINO's multi-crop: 2 global 32 px crops + 4 local 16 px crops
 KNN_K, KNN_T = 200, 0.1
-CALIBRATION_STEPS = 10
+CALIBRATION_STEPS = 10  # at least this many steps are planned
+CALIBRATION_MAX_S = 30.0  # calibration: a tenth of the budget, at most this
 FULL_RUN_IMAGES, FULL_RUN_EPOCHS = 50_000, 200  # the published recipe: 200 epochs of CIFAR-10's train split
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -337,6 +341,15 @@ def rate_of(stamps: list[float]) -> float:
     return 1.0 / sorted(gaps)[len(gaps) // 2]
 
 
+def sustained_rate(stamps: list[float]) -> float:
+    """Steps per second over the later half of the stamps, slow steps included (the rate a long run
+    keeps, where :func:`rate_of`'s median is the typical step's)."""
+    later = stamps[len(stamps) // 2 :]
+    if len(later) < 2:
+        later = stamps
+    return (len(later) - 1) / (later[-1] - later[0])
+
+
 def extrapolate(stamps: list[float], batch: int) -> dict:
     """A short run's step rate and the full recipe's time it predicts (FULL_RUN_EPOCHS epochs of
     FULL_RUN_IMAGES images, ``images // batch`` steps each, as ``fit`` drops the last partial batch): the
@@ -389,8 +402,9 @@ def worker(args) -> dict:
             return run_library(args.recipe, train, steps, budget, device, dict(settings))
 
     if args.budget_s is not None:  # calibrate the step rate on a throw-away model
-        _, _, stamps, _ = run(CALIBRATION_STEPS, None)
-        planned = max(CALIBRATION_STEPS, int(args.budget_s * rate_of(stamps)))
+        calibration_s = min(CALIBRATION_MAX_S, args.budget_s / 10)
+        _, _, stamps, _ = run(1_000_000, calibration_s)
+        planned = max(CALIBRATION_STEPS, int(args.budget_s * sustained_rate(stamps)))
     else:
         planned = args.steps
     if device.type == "cuda":

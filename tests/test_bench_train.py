@@ -79,3 +79,28 @@ def test_fast_settings_pass_the_compile_mode_only_with_compile():
     assert bench_train.fast_settings(cpu, True, "reduce-overhead")["compile_mode"] == "reduce-overhead"
     assert "compile_mode" not in bench_train.fast_settings(cpu, True)
     assert "compile" not in bench_train.fast_settings(cpu, False, "max-autotune")
+
+
+def test_the_plan_uses_the_sustained_rate_slow_steps_included():
+    # later half: 0.1 s steps and one 0.5 s stall; the median step (rate_of) is 0.1 s, the mean 0.2 s
+    stamps = [0.0, 1.0, 1.1, 1.2, 1.3, 1.8, 1.9]
+    assert bench_train.rate_of(stamps) == pytest.approx(10.0)
+    assert bench_train.sustained_rate(stamps) == pytest.approx(3 / 0.7)
+
+
+def test_a_budgeted_run_calibrates_on_a_slice_of_the_budget(monkeypatch):
+    calls = []
+
+    def fake_run_library(recipe, train, steps, budget_s, device, settings, seed=0, batch=None):
+        calls.append((steps, budget_s))
+        stamps = [0.1 * i for i in range(11 if budget_s and budget_s < 1 else 31)]  # 10 steps/s
+        return torch.nn.Identity(), len(stamps) - 1, stamps, 1.0
+
+    monkeypatch.setattr(bench_train, "run_library", fake_run_library)
+    args = bench_train.argparse.Namespace(
+        device="cpu", data="synthetic:64", cache="/nonexistent", pipeline="lib", recipe="simclr",
+        compile=False, compile_mode=None, budget_s=5.0, steps=None, knn=False, workers=0,
+    )
+    row = bench_train.worker(args)
+    assert calls[0][1] == pytest.approx(0.5)  # a tenth of the budget
+    assert calls[1] == (50, 5.0) and row["planned_steps"] == 50  # 5 s at the calibrated 10 steps/s
