@@ -2,12 +2,12 @@
 
 ``bench_train.py`` measures the speed settings (``channels_last``, bf16 autocast, one forward per view)
 on CIFAR-10's 32-px images, where they train SimCLR 3× faster than lightly. The notebooks' ``cpu``
-profile trains on the 8×8 digits with a small CNN, tensors a sixteenth of that size. This script trains each recipe's profile twice in one run, with the recipe's settings and with
-the fast ones (same seed, same data; a smoke run of each first, not reported, warms both paths up), and
-reports the training wall time and the frozen-feature scores
-(probe@1, probe@all, kNN on the test split): a setting is worth making a notebook default only if it is
-faster there without costing accuracy. Results: ``benchmarks/results/cpu_settings_<profile>.md`` and
-``.json`` with device, versions and date.
+profile trains on the 8×8 digits with a small CNN, tensors a sixteenth of that size. This script trains
+each recipe's profile twice in one run, with the recipe's settings and with the fast ones (same seed,
+same data; a smoke run of each first, not reported, warms both paths up), and reports the training wall
+time and the frozen-feature scores (probe@1, probe@all, kNN on the test split): a setting is worth making
+a notebook default only if it is faster there without costing accuracy. Results:
+``benchmarks/results/cpu_settings_<profile>.md`` and ``.json`` with device, versions and date.
 
     python benchmarks/bench_cpu_settings.py simclr byol --profile cpu
 """

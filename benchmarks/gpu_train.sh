@@ -5,11 +5,13 @@
 #                                           # (default benchmarks/results/gpu_run) and prints a summary
 #
 # What it runs, in order, each step under its own time limit so that a slow step cannot eat the rest
-# (at most 520 s of limits in all, under the 600 s of one device call; GPU_TRAIN_QUICK=1: ~6 minutes):
+# (at most 565 s of limits in all, under the 600 s of one device call; GPU_TRAIN_QUICK=1: ~6 minutes):
 #   1. the device and versions (nvidia-smi, torch, triton);
 #   2. the kernels' parity tests on the GPU (tests/test_kernels_*.py with TRITON_INTERPRET=0) and
 #      benchmarks/gpu_parity.py (fp32/bf16 against an fp64 reference);
-#   3. the InfoNCE kernel benchmark, quick sweep (benchmarks/bench_infonce.py --quick);
+#   3. the InfoNCE kernel benchmark, quick sweep (benchmarks/bench_infonce.py --quick), then the kernel
+#      alone again with SSLCOOKBOOK_AUTOTUNE=1 (tiles timed on a short list per size; $OUT/autotune/):
+#      autotuning becomes the default only if this shows it pays;
 #   4. bench_train.py --device cuda on generated CIFAR-sized data (synthetic:50000, no kNN, fixed
 #      steps): SimCLR, BYOL and DINO on the small CNN at batch 256, default settings against the fast
 #      ones (channels_last, bf16 autocast, view_forward "auto" = one concatenated forward on a GPU);
@@ -39,6 +41,8 @@ step device 20 bash -c "nvidia-smi; $PY -c 'import torch, triton; print(torch.__
 step parity_tests 100 $PY -m pytest tests/test_kernels_infonce.py tests/test_kernels_dino.py tests/test_kernels_siglip.py -q -x -p no:cacheprovider
 [ "$QUICK" = 1 ] || step gpu_parity 60 $PY benchmarks/gpu_parity.py
 [ "$QUICK" = 1 ] || step bench_infonce 60 $PY benchmarks/bench_infonce.py --quick --out-dir "$OUT" --time-budget-s 45
+[ "$QUICK" = 1 ] || step bench_infonce_autotune 45 env SSLCOOKBOOK_AUTOTUNE=1 $PY benchmarks/bench_infonce.py \
+  --quick --backends triton --out-dir "$OUT/autotune" --time-budget-s 35
 step train_small_cnn 100 $PY benchmarks/bench_train.py synthetic:50000 --device cuda --steps "$STEPS" --no-knn \
   --recipes simclr byol dino --pipelines lib lib_fast --out "$OUT/train_cuda_small_cnn"
 step train_resnet18 60 $PY benchmarks/bench_train.py synthetic:50000 --device cuda --steps "$STEPS" --no-knn \

@@ -409,3 +409,60 @@ def test_launch_retries_with_smaller_tiles_on_out_of_resources(monkeypatch):
     launches.clear()
     K._launch(kernel, 100, 64, 2, (), {})  # the working configuration is remembered
     assert launches == [((7,), 16, 16, 2)]
+
+
+def test_autotune_times_the_neighbours_and_caches_the_fastest_per_size():
+    from sslcookbook.kernels import _tiles
+
+    launches = []
+
+    class FakeKernel:
+        def __getitem__(self, grid):
+            def run(*args, BLOCK_OUT, BLOCK_LOOP, BLOCK_D, num_warps, num_stages, **constants):
+                launches.append(_tiles.TileConfig(BLOCK_OUT, BLOCK_LOOP, num_warps, num_stages))
+                if BLOCK_OUT == 128:
+                    raise K.OutOfResources(200_000, 100_000, "shared memory")  # a candidate that cannot run
+
+            return run
+
+    start = _tiles.TileConfig(64, 32, 4, 2)
+    assert _tiles.candidates(start) == [
+        start, _tiles.TileConfig(32, 32, 4, 2), _tiles.TileConfig(128, 32, 4, 2),
+        _tiles.TileConfig(64, 16, 4, 2), _tiles.TileConfig(64, 64, 4, 2), _tiles.TileConfig(64, 32, 8, 2),
+    ]
+    fastest = _tiles.TileConfig(64, 64, 4, 2)
+
+    def timer(fn):
+        fn()
+        return 1.0 if launches[-1] == fastest else 2.0
+
+    kernel, working = FakeKernel(), {}
+    kw = dict(tile_config=lambda block_d, element_size: start, working=working, autotune=True, timer=timer)
+    _tiles.launch(kernel, 1000, 64, 2, (), {}, **kw)
+    assert launches[-1] == fastest and len(launches) == 7  # six timed (one out of resources), then the run
+    launches.clear()
+    _tiles.launch(kernel, 900, 64, 2, (), {}, **kw)  # 900 and 1000 rows: the same power-of-two bucket
+    assert launches == [fastest]
+    launches.clear()
+    _tiles.launch(kernel, 5000, 64, 2, (), {}, **kw)  # another size is tuned again
+    assert len(launches) == 7
+    launches.clear()
+    kw.update(working={}, autotune=False)
+    _tiles.launch(kernel, 5000, 64, 2, (), {}, **kw)
+    assert launches == [start]  # without autotuning: the table's entry only
+
+
+def test_autotune_is_off_unless_the_environment_asks(monkeypatch):
+    from sslcookbook.kernels import _tiles
+
+    monkeypatch.delenv("SSLCOOKBOOK_AUTOTUNE", raising=False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not _tiles.autotune_enabled()
+    monkeypatch.setenv("SSLCOOKBOOK_AUTOTUNE", "1")
+    assert _tiles.autotune_enabled()
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the interpreter's tiles are fixed
+    assert not _tiles.autotune_enabled()
+    monkeypatch.delenv("TRITON_INTERPRET")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not _tiles.autotune_enabled()

@@ -70,14 +70,16 @@ accurate of the two.
 
 Tile sizes
 ----------
-No autotuning: a small table (``_tile_config``) picks the tile from the bytes per embedding row,
+By default a small table (``_tile_config``) picks the tile from the bytes per embedding row,
 BLOCK_D · element size, where BLOCK_D = next_power_of_2(D) ≥ 16 (padding features are masked to zero).
 Wider rows get smaller tiles so that the resident block, the pipelined stream of loop tiles and the
 fp32 accumulator fit in shared memory and registers. Every tile dimension is ≥ 16, as ``tl.dot``
 requires on a GPU. If a GPU still reports too little shared memory, the launch retries with smaller
 tiles. Under the interpreter (CPU) tiles are 32×32: numpy does the arithmetic, so fewer, larger steps
 run faster. Rows wider than 2 KiB (D > 1024 in 16-bit, D > 512 in fp32) are not supported by the
-kernel (:func:`unsupported`); ``backend="auto"`` uses the reference for them.
+kernel (:func:`unsupported`); ``backend="auto"`` uses the reference for them. With
+``SSLCOOKBOOK_AUTOTUNE=1`` (GPU only, opt-in until measured) the first launch per kernel, row width and
+problem size times the table's entry and its neighbours and keeps the fastest (``_tiles.launch``).
 """
 
 from __future__ import annotations

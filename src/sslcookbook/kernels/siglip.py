@@ -90,12 +90,13 @@ scaling them (what an eager bf16 step does), so in 16-bit the kernel is the more
 
 Tiles
 -----
-No autotuning: ``_tile_config`` picks the tile from the padded row's bytes, BLOCK_D · element size
+By default ``_tile_config`` picks the tile from the padded row's bytes, BLOCK_D · element size
 (BLOCK_D = next_power_of_2(D) ≥ 16; padding features read as zero). The resident block, the stream of
 loop tiles and the BLOCK_OUT × BLOCK_D fp32 accumulator must fit in shared memory and registers; on an
 out-of-resources error the launch retries with smaller tiles. Rows wider than 2 KiB (D > 1024 in 16-bit,
 D > 512 in fp32) are not supported (:func:`unsupported`). Under the interpreter (CPU tests) tiles are
-32 × 32: numpy does the arithmetic, so fewer, larger steps run faster.
+32 × 32: numpy does the arithmetic, so fewer, larger steps run faster. ``SSLCOOKBOOK_AUTOTUNE=1`` (GPU
+only, opt-in) times the table's entry and its neighbours at the first launch of each size instead.
 
 Interpreter: set ``TRITON_INTERPRET=1`` *before* this module is imported to run the kernels on CPU
 tensors (``INTERPRETED`` says whether it was); bf16 does not exist there.
