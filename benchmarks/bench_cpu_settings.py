@@ -22,22 +22,20 @@ from pathlib import Path
 
 import torch
 from _machine import device_name  # benchmarks/_machine.py (scripts run from this folder)
+from bench_train import fast_settings  # the same settings bench_train's lib_fast pipeline uses
 
+from sslcookbook.recipes import get_recipe
 from sslcookbook.runner import run_recipe
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FAST = {"train.channels_last": True, "train.amp": True, "train.view_forward": "auto"}
+FAST = {f"train.{k}": v for k, v in fast_settings(torch.device("cpu"), compile_backbone=False).items()}
 
 
 def fast_overrides(recipe: str) -> dict:
-    """The fast settings as ``run_recipe`` overrides; ``view_forward`` only for two-view methods."""
-    from sslcookbook.recipes import get_recipe
-
+    """The fast settings as ``run_recipe`` overrides; ``view_forward`` only for two-view methods (bf16
+    autocast only where the CPU has native bf16: ``fast_settings`` decides)."""
     method = get_recipe(recipe).method
-    keep = {k: v for k, v in FAST.items() if k != "train.view_forward" or hasattr(method, "view_forward")}
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        keep.pop("train.amp")  # autocast without native bf16 is slower: fit warns
-    return keep
+    return {k: v for k, v in FAST.items() if k != "train.view_forward" or hasattr(method, "view_forward")}
 
 
 def measure(recipe: str, profile: str, overrides: dict, out: Path) -> dict:

@@ -18,8 +18,7 @@ Each pipeline runs in a subprocess of its own (its peak RSS is its own). A calib
 throw-away model (a tenth of the budget, at most 30 s) measures the sustained step rate (the mean over its
 later half), so that the cosine schedule spans the budget; the run then stops at the budget
 (``--budget-s``) or after ``--steps``. (Ten calibration steps over-planned the fast settings by 30–55% on
-the 2-core CPU, whose throughput swings ±20% from one 50-step stretch to the next: the cosine then ended
-a third short of zero.) Timing starts at the first step's
+the 2-core CPU, so the cosine ended a third short of zero.) Timing starts at the first step's
 views (the library) or the first batch out of the DataLoader (lightly): set-up and worker start-up are
 not counted. Results: ``benchmarks/results/train_<device>_<recipes>.md`` and ``.json``, with the device,
 the library versions, the date and the load average before and after each run.
