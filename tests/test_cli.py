@@ -267,8 +267,8 @@ def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_
     calls = {}
 
     def recorder(name):
-        def record(backbone, *splits, steps, device):
-            calls[name] = (backbone, steps, [len(split) for split in splits])
+        def record(backbone, *splits, steps, views, device):
+            calls[name] = (backbone, steps, views, [len(split) for split in splits])
             return {"1": 0.5, "10": 0.6, "all": 0.7}
 
         return record
@@ -278,14 +278,26 @@ def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_
     train = data.load("digits", "train").subset(200, seed=0)
     test = data.load("digits", "test").subset(30, seed=0)
     method = get_recipe("simclr").resolve("smoke", {"backbone.width": 8}).build(in_channels=1)
-    results = runner._evaluate(method, train, test, "cpu", "cpu")
-    assert results["fine_tune_steps"] == FINE_TUNE_STEPS["cpu"]
+    protocol = get_recipe("simclr").resolve("cpu").fine_tune_protocol(train.image_shape)
+    assert protocol == (FINE_TUNE_STEPS["cpu"], None, None)  # the default: the profile's steps, no views
+    results = runner._evaluate(method, train, test, "cpu", protocol)
+    assert results["fine_tune_steps"] == FINE_TUNE_STEPS["cpu"] and results["fine_tune_views"] is None
     for name in ("ssl", "random"):
-        backbone, steps, sizes = calls[name]
-        assert backbone is method.backbone and steps == FINE_TUNE_STEPS["cpu"] and sizes == [200, 200, 30, 30]
+        backbone, steps, views, sizes = calls[name]
+        assert backbone is method.backbone and steps == FINE_TUNE_STEPS["cpu"] and views is None
+        assert sizes == [200, 200, 30, 30]
     assert "fine_tune" not in runner._evaluate(method, train, test, "cpu", None)
     text = runner.format_results(results)
     assert "70.0%" in text and text.splitlines()[2].split()[-3:] == ["—", "—", "—"]  # the raw row
+
+    # A recipe's own protocol (steps and views) reaches both trainings, the same for each
+    resolved = get_recipe("simclr").resolve(
+        "cpu", {"fine_tune.steps": 7, "fine_tune.views": "digits", "fine_tune.view_strength": 0.5}
+    )
+    results = runner._evaluate(method, train, test, "cpu", resolved.fine_tune_protocol(train.image_shape))
+    assert calls["ssl"][1:3] == calls["random"][1:3] and calls["ssl"][1] == 7
+    assert callable(calls["ssl"][2]) and results["fine_tune_views"] == "digits views at strength 0.5"
+    assert "7 steps per labelled draw, digits views at strength 0.5" in runner.format_results(results)
 
 
 def test_fine_tuning_budgets_are_set_for_every_profile_and_small_in_smoke():

@@ -281,6 +281,19 @@ def test_ijepa_embeds_with_the_average_pooled_target_encoder_and_data2vec_with_t
     torch.testing.assert_close(ijepa.embed(x), ijepa.target.backbone.patch_features(x).mean(1))
     d2v = Data2Vec(tiny_vit(), top_k=1)
     torch.testing.assert_close(d2v.embed(x), d2v.backbone(x))  # pool="mean": the same features
+    # what a run probes, fine-tunes and exports: the network embed uses
+    assert ijepa.evaluation_backbone is ijepa.target.backbone and d2v.evaluation_backbone is d2v.backbone
+    torch.testing.assert_close(ijepa.evaluation_backbone(x), ijepa.embed(x))
+
+
+def test_the_runner_evaluates_ijepas_target_encoder(monkeypatch):
+    from sslcookbook import runner
+
+    seen = []
+    monkeypatch.setattr(runner, "compare_baselines", lambda encoder, *a, **k: seen.append(encoder) or {})
+    ijepa = IJEPA(tiny_vit(), predictor_depth=1)
+    runner._evaluate(ijepa, None, None, "cpu")
+    assert seen == [ijepa.target.backbone]
 
 
 def test_masks_resume_with_the_state_dict():

@@ -38,6 +38,7 @@ def setting_record(name: str, profile: str) -> dict:
         "train": dataclasses.asdict(s.train),
         "train_subset": s.train_subset,
         "test_subset": s.test_subset,
+        "fine_tune": s.fine_tune,
     }
     return json.loads(json.dumps(record))
 
@@ -114,6 +115,24 @@ def test_keys_follow_the_backbone_and_preset_chosen():
         recipe.resolve("smoke", {"views.crop_scale": (0.2, 1.0)})  # digits_views has no crop_scale
     s = recipe.resolve("smoke", {"views": "simclr", "views.crop_scale": (0.2, 1.0)}).setting
     assert s.view_kwargs == {"crop_scale": (0.2, 1.0)}
+
+
+def test_fine_tune_protocol_overrides_and_their_errors():
+    recipe = get_recipe("simclr")
+    s = recipe.resolve("cpu", {"fine_tune.steps": 50, "fine_tune.views": "digits"}).setting
+    assert s.fine_tune == {"steps": 50, "views": "digits"} and recipe.setting("cpu").fine_tune == {}
+    shown = recipe.resolve("cpu", {"fine_tune.steps": 50}).to_dict()["fine_tune"]
+    assert shown == {"steps": 50, "views": None, "view_strength": 1.0}
+    with pytest.raises(ValueError, match="fine_tune.steps must be a positive int"):
+        recipe.resolve("cpu", {"fine_tune.steps": 0})
+    with pytest.raises(ValueError, match="unknown fine_tune.views preset 'digit'"):
+        recipe.resolve("cpu", {"fine_tune.views": "digit"})
+    with pytest.raises(ValueError, match="view_strength must be a number >= 0"):
+        recipe.resolve("cpu", {"fine_tune.view_strength": -1})
+    with pytest.raises(TypeError, match="fine_tune.view_strength expects a number"):
+        recipe.resolve("cpu", {"fine_tune.view_strength": "strong"})
+    with pytest.raises(KeyError, match="fine_tune.step"):
+        recipe.resolve("cpu", {"fine_tune.step": 5})
 
 
 if __name__ == "__main__" and "--write" in sys.argv:

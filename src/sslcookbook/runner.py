@@ -21,7 +21,7 @@ from .data.shards import evaluation_sets
 from .evaluate import compare_baselines, embed, fine_tune, supervised_baseline
 from .methods import SSLMethod
 from .models import export_backbone
-from .profiles import FINE_TUNE_STEPS, default_device, downloads_data
+from .profiles import default_device, downloads_data
 from .recipes import Resolved, get_recipe
 from .train import fit, load_checkpoint
 
@@ -128,7 +128,8 @@ def run_recipe(
         "torch": torch.__version__,
         "final_loss": history.losses[-1] if history.losses else None,
     }
-    results.update(_evaluate(method, train_ds, test_ds, device, profile if fine_tuning else None))
+    protocol = resolved.fine_tune_protocol(train_ds.image_shape) if fine_tuning else None
+    results.update(_evaluate(method, train_ds, test_ds, device, protocol))
     if figures:
         results["figures"] = _figures(method, history, train_ds, test_ds, results, out, device)
     _write_json(out / "results.json", results)
@@ -170,7 +171,8 @@ def evaluate_checkpoint(
     device = default_device(device)
     method.to(device)
     results = {**meta, "checkpoint": str(path), "epochs_trained": state["epoch"]}
-    results.update(_evaluate(method, train_ds, test_ds, device, meta["profile"] if fine_tuning else None))
+    protocol = resolved.fine_tune_protocol(train_ds.image_shape) if fine_tuning else None
+    results.update(_evaluate(method, train_ds, test_ds, device, protocol))
     return results
 
 
@@ -180,7 +182,7 @@ def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     method, resolved, state = load_trained_method(path)
     meta, setting = state["meta"], resolved.setting
     return export_backbone(
-        method.backbone,
+        method.evaluation_backbone,
         out,
         name=setting.backbone,
         kwargs=resolved.backbone_kwargs(meta.get("image_size")),
@@ -192,25 +194,29 @@ def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     )
 
 
-def _evaluate(method, train_ds, test_ds, device, fine_tune_profile: str | None = None) -> dict:
-    """The frozen-feature report for ssl / raw / random; with ``fine_tune_profile``, also end-to-end
-    training on the probe's label draws for that profile's step budget: from the SSL weights (``ssl``) and
-    from scratch (``random``). Raw pixels have no network to fine-tune."""
-    scores = compare_baselines(method.backbone, train_ds, test_ds, device=device)
+def _evaluate(method, train_ds, test_ds, device, fine_tune_protocol: tuple | None = None) -> dict:
+    """The frozen-feature report for ssl / raw / random; with ``fine_tune_protocol`` (``(steps, views,
+    description)`` from ``Resolved.fine_tune_protocol``), also end-to-end training on the probe's label
+    draws: from the SSL weights (``ssl``) and from scratch (``random``), both with the same steps and views.
+    Raw pixels have no network to fine-tune."""
+    encoder = method.evaluation_backbone  # I-JEPA: its target encoder, as the paper evaluates
+    scores = compare_baselines(encoder, train_ds, test_ds, device=device)
     results = {
         "probe": {k: v["probe"] for k, v in scores.items()},
         "knn": {k: v["knn"] for k, v in scores.items()},
         "rankme": {k: v["rankme"] for k, v in scores.items()},
         "feature_std": {k: v["feature_std"] for k, v in scores.items()},
     }
-    if fine_tune_profile is not None:
-        steps = FINE_TUNE_STEPS[fine_tune_profile]
-        # No views: one protocol for every method, whatever augmentations its pre-training used.
+    if fine_tune_protocol is not None:
+        # By default no views: one protocol for every method, whatever augmentations its pre-training used;
+        # a recipe's Setting.fine_tune may set its own (the ViT recipes: see recipes.py).
+        steps, views, described = fine_tune_protocol
         splits = (train_ds.images, train_ds.labels, test_ds.images, test_ds.labels)
         results["fine_tune_steps"] = steps
+        results["fine_tune_views"] = described
         results["fine_tune"] = {
-            "ssl": fine_tune(method.backbone, *splits, steps=steps, device=device),
-            "random": supervised_baseline(method.backbone, *splits, steps=steps, device=device),
+            "ssl": fine_tune(encoder, *splits, steps=steps, views=views, device=device),
+            "random": supervised_baseline(encoder, *splits, steps=steps, views=views, device=device),
         }
     if getattr(method, "uses_text", False) and getattr(test_ds, "tokens", None) is not None:
         results.update(_language_image_scores(method, test_ds))
@@ -237,8 +243,8 @@ def _figures(method, history, train_ds, test_ds, results, out: Path, device) -> 
 
     from . import viz
 
-    test_features = embed(method.backbone, test_ds.images, device=device)
-    train_features = embed(method.backbone, train_ds.images, device=device)
+    test_features = embed(method.evaluation_backbone, test_ds.images, device=device)
+    train_features = embed(method.evaluation_backbone, train_ds.images, device=device)
     made = {
         "loss.png": viz.plot_loss(history),
         "embedding.png": viz.plot_embedding(
@@ -282,7 +288,8 @@ def format_results(results: dict) -> str:
         lines.append(line)
     if tuned:
         lines.append(
-            f"ft = fine-tuned end to end, {results.get('fine_tune_steps', '?')} steps per labelled draw "
+            f"ft = fine-tuned end to end, {results.get('fine_tune_steps', '?')} steps per labelled draw"
+            f"{', ' + results['fine_tune_views'] if results.get('fine_tune_views') else ''} "
             "(ssl: from the SSL weights; random: the same network trained from scratch)"
         )
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from torch import nn
 from . import augment
 from .methods import SSLMethod
 from .models import BACKBONES, build_backbone, takes_image_size
-from .profiles import PROFILES, active_profile
+from .profiles import FINE_TUNE_STEPS, PROFILES, active_profile
 from .train import TrainConfig
 
 # Keys outside the dotted groups, with a value of the type each expects (None: any).
@@ -39,6 +39,13 @@ class Setting:
     view_kwargs: dict = field(default_factory=dict)
     train_subset: int | None = None  # train on at most this many images (smoke runs)
     test_subset: int | None = None
+    # The fine-tuning evaluation when it is not the profile's default (FINE_TUNE_STEPS steps, no views):
+    # "steps", and "views" (an augment preset) with "view_strength"; see Resolved.fine_tune_protocol.
+    fine_tune: dict = field(default_factory=dict)
+
+
+# What Setting.fine_tune accepts (as ``fine_tune.<key>`` overrides), with defaults: None = the profile's.
+FINE_TUNE_DEFAULTS = {"steps": None, "views": None, "view_strength": 1.0}
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,18 @@ class Resolved:
         s = self.setting
         return augment.preset(s.views, image_shape, strength=s.view_strength, **s.view_kwargs)
 
+    def fine_tune_protocol(self, image_shape: tuple[int, int, int]) -> tuple:
+        """``(steps, views, description)`` of the fine-tuning evaluation (``evaluate.fine_tune`` and the
+        from-scratch baseline): the setting's ``fine_tune`` steps (default ``FINE_TUNE_STEPS[profile]``) and
+        its one-view augmentation (None: the images as they are)."""
+        protocol = {**FINE_TUNE_DEFAULTS, **self.setting.fine_tune}
+        steps = protocol["steps"] if protocol["steps"] is not None else FINE_TUNE_STEPS[self.profile]
+        if protocol["views"] is None:
+            return steps, None, None
+        strength = protocol["view_strength"]
+        views = augment.preset(protocol["views"], image_shape, strength=strength)
+        return steps, views, f"{protocol['views']} views at strength {strength:g}"
+
     def to_dict(self) -> dict:
         """The setting as JSON values, every argument listed with its default: ``sslcookbook show``."""
         s = self.setting
@@ -89,6 +108,7 @@ class Resolved:
                 },
                 "views": {"preset": s.views, "arguments": views},
                 "train": dataclasses.asdict(s.train),
+                "fine_tune": {**FINE_TUNE_DEFAULTS, **s.fine_tune},
             }
         )
 
@@ -109,7 +129,9 @@ class Recipe:
         Keys: ``data``, ``train_subset``, ``test_subset``, ``backbone`` (a name; the recipe's backbone
         arguments are dropped when it changes), ``backbone.<argument>``, ``method.<argument>`` (the method's
         constructor), ``views`` (a preset name; its arguments are dropped when it changes),
-        ``views.<argument>`` (the preset's builder) and ``train.<field>`` (``TrainConfig``). An unknown key
+        ``views.<argument>`` (the preset's builder), ``train.<field>`` (``TrainConfig``) and
+        ``fine_tune.steps`` / ``fine_tune.views`` / ``fine_tune.view_strength`` (the fine-tuning evaluation,
+        ``Resolved.fine_tune_protocol``). An unknown key
         raises a ``KeyError`` listing the valid ones (``override_keys``); a value of the wrong type (an
         ``int`` argument given ``"ten"``) a ``TypeError``.
         """
@@ -127,6 +149,7 @@ class Recipe:
             "views": dict(s.view_kwargs) if views == s.views else {},
             "method": dict(s.method_kwargs),
             "train": {},
+            "fine_tune": dict(s.fine_tune),
             "": {},
         }
         for key, value in overrides.items():
@@ -136,6 +159,7 @@ class Recipe:
             group, _, argument = key.rpartition(".")
             groups[group][argument] = value
         strength = groups["views"].pop("strength", s.view_strength)
+        _check_fine_tune(groups["fine_tune"])
         setting = dataclasses.replace(
             s,
             backbone=backbone,
@@ -145,6 +169,7 @@ class Recipe:
             view_strength=strength,
             view_kwargs=groups["views"],
             train=dataclasses.replace(s.train, **groups["train"]),
+            fine_tune=groups["fine_tune"],
             **groups[""],
         )
         return Resolved(self.name, profile, self.method, setting)
@@ -174,7 +199,25 @@ def override_keys(method: Callable, backbone: str, views: str) -> dict[str, obje
         **{f"method.{a}": v for a, v in _arguments(method).items()},
         **{f"views.{a}": v for a, v in _arguments(augment.PRESETS[views]).items()},
         **{f"train.{f}": v for f, v in defaults.items()},
+        **{f"fine_tune.{k}": v for k, v in FINE_TUNE_DEFAULTS.items()},
     }
+
+
+def _check_fine_tune(protocol: Mapping[str, object]) -> None:
+    """A setting's ``fine_tune`` protocol: known keys, positive ``steps``, a known view preset."""
+    unknown = sorted(set(protocol) - set(FINE_TUNE_DEFAULTS))
+    if unknown:
+        raise KeyError(f"unknown fine_tune keys {unknown}: choose from {', '.join(FINE_TUNE_DEFAULTS)}")
+    steps, views = protocol.get("steps"), protocol.get("views")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"fine_tune.steps must be a positive int (or None: the profile's), got {steps!r}")
+    if views is not None and views not in augment.PRESETS:
+        raise ValueError(
+            f"unknown fine_tune.views preset {views!r}: choose one of {', '.join(augment.PRESETS)}"
+        )
+    strength = protocol.get("view_strength", 1.0)
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or strength < 0:
+        raise ValueError(f"fine_tune.view_strength must be a number >= 0, got {strength!r}")
 
 
 def _check_type(key: str, value: object, default: object) -> None:

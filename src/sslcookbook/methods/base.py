@@ -74,6 +74,13 @@ class SSLMethod(nn.Module):
         """Features used for evaluation: the backbone's output, not the projector's."""
         return self.backbone(x)
 
+    @property
+    def evaluation_backbone(self) -> nn.Module:
+        """The encoder a run evaluates, fine-tunes and exports (probes, kNN, ``evaluate.fine_tune``,
+        ``sslcookbook export``): ``self.backbone``, unless the method's paper evaluates another network
+        (I-JEPA: its EMA target encoder)."""
+        return self.backbone
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)
 

@@ -212,6 +212,11 @@ class IJEPA(SSLMethod):
         """The target encoder's average-pooled patch features (the paper's evaluation)."""
         return average_pooled(self.target.backbone, x)
 
+    @property
+    def evaluation_backbone(self) -> nn.Module:
+        """The target encoder: what ``sslcookbook run`` probes, fine-tunes and exports (the paper's)."""
+        return self.target.backbone
+
 
 # --------------------------------------------------------------------------------------------------
 # data2vec
