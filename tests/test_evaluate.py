@@ -391,6 +391,27 @@ def test_supervised_baseline_learns_a_separable_toy_set_and_leaves_the_backbone_
     )
 
 
+def test_a_frozen_encoder_is_trained_all_the_same_from_scratch_and_fine_tuned(monkeypatch):
+    """An EMA target (I-JEPA's evaluation encoder) has requires_grad off; both protocols must still train
+    its copy end to end, not only the head (the from-scratch ViT of I-JEPA's runs had stayed at random
+    init)."""
+    from sslcookbook.evaluate import supervised as module
+
+    trained = []
+    score = module._accuracy
+    monkeypatch.setattr(module, "_accuracy", lambda model, *a: trained.append(model) or score(model, *a))
+    train_x, train_y = _halves(20, seed=0)
+    test_x, test_y = _halves(20, seed=1)
+    frozen = _conv_backbone().requires_grad_(False)
+    scratch_init = random_encoder_like(frozen, seed=module.SUPERVISED_INIT_SEED)
+    starts = {supervised_baseline: scratch_init, fine_tune: frozen}
+    for protocol, start in starts.items():
+        protocol(frozen, train_x, train_y, test_x, test_y, labels_per_class=[None], steps=5, lr=1e-2)
+        weight, before = trained[-1].backbone[0].weight, start[0].weight
+        assert weight.requires_grad and not torch.allclose(weight, before), protocol.__name__
+    assert not any(p.requires_grad for p in frozen.parameters())  # the original stays frozen
+
+
 def test_supervised_baseline_is_deterministic_and_trains_on_the_probe_draws():
     train_x, train_y = _halves(10, seed=0)
     test_x, test_y = _halves(10, seed=1)

@@ -181,8 +181,8 @@ def _train_and_score(
         init = random_encoder_like(backbone, seed=SUPERVISED_INIT_SEED).to(device)
     else:
         init = copy.deepcopy(backbone).to(device)
-        for p in init.parameters():
-            p.requires_grad_(True)
+    for p in init.parameters():  # a frozen encoder (an EMA target: I-JEPA's) is trained all the same
+        p.requires_grad_(True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SUPERVISED_INIT_SEED)
         model = _Classifier(init, _feature_dim(init, images[:1].to(device)), num_classes, batch_norm)
