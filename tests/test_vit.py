@@ -108,6 +108,22 @@ def test_attention_maps_match_the_weights_of_the_last_block():
     torch.testing.assert_close(maps, weights[:, :, 0, 1:].reshape(2, 2, 4, 4))
 
 
+@pytest.mark.parametrize("position", ["sincos", "learned"])
+def test_the_random_init_baseline_redraws_every_vit_parameter(position):
+    """evaluate.random_encoder_like re-initialises a trained ViT completely: the CLS token (and a learned
+    position embedding) too, not only the submodules' weights, so no trained value leaks into the baseline."""
+    from sslcookbook.evaluate import random_encoder_like
+
+    trained = vit_tiny(in_channels=1, image_size=8, depth=1, position=position)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)  # as if trained
+    fresh = random_encoder_like(trained)
+    for (name, before), after in zip(trained.named_parameters(), fresh.parameters()):
+        assert not torch.equal(before, after), f"{name} kept its trained value"
+    assert fresh.cls_token.abs().max() < 0.1  # trunc-normal, std 0.02
+
+
 def test_bad_inputs_say_what_to_change():
     with pytest.raises(ValueError, match="not a multiple of patch_size"):
         VisionTransformer(image_size=10, patch_size=4)

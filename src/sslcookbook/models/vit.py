@@ -169,6 +169,13 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self._init_weights()
 
+    def reset_parameters(self) -> None:
+        """Re-draw every weight (what ``evaluate.random_encoder_like`` calls): the CLS token and a learned
+        position embedding too, which no submodule's ``reset_parameters`` reaches."""
+        if self.position == "learned":
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self._init_weights()
+
     def _init_weights(self) -> None:
         # The MAE/DeiT initialisation: the patch projection like a linear layer (Xavier on its flattened
         # weight), truncated-normal CLS token, Xavier linears with zero bias.
