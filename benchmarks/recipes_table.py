@@ -46,6 +46,7 @@ def run_one(name: str, profile: str, device: str | None) -> dict:
         "knn": results["knn"],
         "fine_tune": results.get("fine_tune"),
         "fine_tune_steps": results.get("fine_tune_steps"),
+        "fine_tune_views": results.get("fine_tune_views"),
         **{key: results[key] for key in ("zero_shot", "retrieval") if key in results},  # language–image
         "date": datetime.date.today().isoformat(),
         "load_average_after": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
@@ -81,7 +82,8 @@ def write_markdown(path: Path, meta: dict, rows: list[dict]) -> None:
         scratch_cell = " / ".join(_pct(scratch.get(k)) for k in keys)
         lines.append(
             f"| {row['recipe']} | {_pct(probe['1'])} / {_pct(probe['all'])} / {_pct(knn)} "
-            f"| {tuned_cell} | {scratch_cell} | {row.get('fine_tune_steps') or '—'} "
+            f"| {tuned_cell} | {scratch_cell} | {row.get('fine_tune_steps') or '—'}"
+            f"{', ' + row['fine_tune_views'] if row.get('fine_tune_views') else ''} "
             f"| {row['train_seconds']:.0f} s, {row['wall_seconds']:.0f} s "
             f"| {row['date']}, {row['load_average_after']} |"
         )
@@ -90,12 +92,14 @@ def write_markdown(path: Path, meta: dict, rows: list[dict]) -> None:
     for row in rows:
         raw, random = row["probe"]["raw"], row["probe"]["random"]
         line = (
-            f"raw pixels {_pct(raw['1'])} / {_pct(raw['all'])} / {_pct(row['knn']['raw'])}, random init "
-            f"{_pct(random['1'])} / {_pct(random['all'])} / {_pct(row['knn']['random'])}"
+            f"raw pixels {_pct(raw['1'])} / {_pct(raw['10'])} / {_pct(raw['all'])} "
+            f"/ {_pct(row['knn']['raw'])}, "
+            f"random init {_pct(random['1'])} / {_pct(random['10'])} / {_pct(random['all'])} "
+            f"/ {_pct(row['knn']['random'])}"
         )
         groups.setdefault(line, []).append(row["recipe"])
     if groups:
-        lines += ["", "Baselines (probe@1 / probe@all / kNN), as each recipe's run measured them:", ""]
+        lines += ["", "Baselines (probe@1 / @10 / @all / kNN), as each recipe's run measured them:", ""]
         lines += [f"- {line}: {', '.join(names)}" for line, names in groups.items()]
     paired = [row for row in rows if "zero_shot" in row]
     if paired:
