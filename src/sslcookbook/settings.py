@@ -208,14 +208,14 @@ def _check_fine_tune(protocol: Mapping[str, object]) -> None:
     unknown = sorted(set(protocol) - set(FINE_TUNE_DEFAULTS))
     if unknown:
         raise KeyError(f"unknown fine_tune keys {unknown}: choose from {', '.join(FINE_TUNE_DEFAULTS)}")
-    steps, views = protocol.get("steps"), protocol.get("views")
+    protocol = {**FINE_TUNE_DEFAULTS, **protocol}
+    steps, views, strength = protocol["steps"], protocol["views"], protocol["view_strength"]
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"fine_tune.steps must be a positive int (or None: the profile's), got {steps!r}")
     if views is not None and views not in augment.PRESETS:
         raise ValueError(
             f"unknown fine_tune.views preset {views!r}: choose one of {', '.join(augment.PRESETS)}"
         )
-    strength = protocol.get("view_strength", 1.0)
     if isinstance(strength, bool) or not isinstance(strength, int | float) or strength < 0:
         raise ValueError(f"fine_tune.view_strength must be a number >= 0, got {strength!r}")
 
