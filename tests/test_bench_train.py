@@ -104,3 +104,13 @@ def test_a_budgeted_run_calibrates_on_a_slice_of_the_budget(monkeypatch):
     row = bench_train.worker(args)
     assert calls[0][1] == pytest.approx(0.5)  # a tenth of the budget
     assert calls[1] == (50, 5.0) and row["planned_steps"] == 50  # 5 s at the calibrated 10 steps/s
+
+
+@pytest.mark.parametrize("recipe", ["simclr", "byol"])
+def test_the_view_size_knob_shrinks_the_library_views_only(monkeypatch, recipe):
+    monkeypatch.setitem(bench_train.LIB_RECIPE, "view_size", 24)
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    views = bench_train.library_views(recipe)(images, generator=torch.Generator().manual_seed(0))
+    assert [tuple(v.shape) for v in views] == [(4, 3, 24, 24)] * 2
+    monkeypatch.setitem(bench_train.LIB_RECIPE, "view_size", 32)
+    assert bench_train.library_views(recipe)(images)[0].shape[-1] == 32
