@@ -31,20 +31,46 @@ RESULTS = Path(__file__).resolve().parent / "results"
 FAST = {f"train.{k}": v for k, v in fast_settings(torch.device("cpu"), compile_backbone=False).items()}
 
 
-def fast_overrides(recipe: str) -> dict:
+def fast_overrides(recipe: str, amp: bool = True) -> dict:
     """The fast settings as ``run_recipe`` overrides; ``view_forward`` only for two-view methods (bf16
-    autocast only where the CPU has native bf16: ``fast_settings`` decides)."""
+    autocast only where the CPU has native bf16: ``fast_settings`` decides; never with ``amp=False``)."""
     method = get_recipe(recipe).method
-    return {k: v for k, v in FAST.items() if k != "train.view_forward" or hasattr(method, "view_forward")}
+    overrides = {
+        k: v for k, v in FAST.items() if k != "train.view_forward" or hasattr(method, "view_forward")
+    }
+    return overrides if amp else {**overrides, "train.amp": False}
 
 
-def measure(recipe: str, profile: str, overrides: dict, out: Path) -> dict:
-    results = run_recipe(recipe, profile=profile, out=out, progress=False, figures=False,
-                         overrides=overrides, fine_tuning=False)
+# The settings each recipe is trained with: its own, the fast ones, and the fast ones in fp32 (what a CPU
+# without native bf16 gets, and the numerics of the recipe's own settings).
+VARIANTS = {
+    "recipe": lambda recipe: {},
+    "fast": fast_overrides,
+    "fast fp32": lambda recipe: fast_overrides(recipe, amp=False),
+}
+
+
+def measure(recipe: str, profile: str, variant: str, out: Path) -> dict:
+    overrides = VARIANTS[variant](recipe)
+    results = run_recipe(
+        recipe,
+        profile=profile,
+        out=out,
+        progress=False,
+        figures=False,
+        overrides=overrides,
+        fine_tuning=False,
+    )
     probe = results["probe"]["ssl"]
-    return {"recipe": recipe, "settings": "fast" if overrides else "recipe", "overrides": overrides,
-            "train_s": results["seconds"], "probe@1": probe["1"], "probe@all": probe["all"],
-            "knn": results["knn"]["ssl"]}
+    return {
+        "recipe": recipe,
+        "settings": variant,
+        "overrides": overrides,
+        "train_s": results["seconds"],
+        "probe@1": probe["1"],
+        "probe@all": probe["all"],
+        "knn": results["knn"]["ssl"],
+    }
 
 
 def markdown(head: dict, rows: list[dict]) -> str:
@@ -53,8 +79,8 @@ def markdown(head: dict, rows: list[dict]) -> str:
         "",
         f"{head['date']}; torch {head['torch']}; {head['threads']} torch threads; Python {head['python']}. "
         "Each recipe's profile trained with its own settings and with the fast ones "
-        f"(`{json.dumps(FAST)}`, `view_forward` only for two-view methods), same seed; "
-        "scores on the test split.",
+        f'(`{json.dumps(FAST)}`, `view_forward` only for two-view methods; "fast fp32": the same with '
+        "`amp` off), same seed; scores on the test split.",
         "",
         "| recipe | settings | training wall time | speed-up | probe@1 | probe@all | kNN |",
         "|---|---|---|---|---|---|---|",
@@ -74,18 +100,30 @@ def main(argv=None) -> int:
     p.add_argument("recipes", nargs="+")
     p.add_argument("--profile", default="cpu", choices=("smoke", "cpu"))
     p.add_argument("--runs", default="/tmp/sslcookbook-cpu-settings", help="where the runs' folders go")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=["recipe", "fast"],
+        help="settings to train each recipe with; the first is the speed-up's reference",
+    )
     p.add_argument("--out", default=None, help="results stem (default results/cpu_settings_<profile>)")
     args = p.parse_args(argv)
-    head = {"device": device_name(), "profile": args.profile, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    for overrides in ({}, fast_overrides(args.recipes[0])):  # warm-up (oneDNN, allocator), not reported
-        measure(args.recipes[0], "smoke", overrides, Path(args.runs) / "warm-up")
+    head = {
+        "device": device_name(),
+        "profile": args.profile,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    for variant in args.variants:  # warm-up (oneDNN, allocator), not reported
+        measure(args.recipes[0], "smoke", variant, Path(args.runs) / "warm-up")
     rows = []
     for recipe in args.recipes:
-        for overrides in ({}, fast_overrides(recipe)):
-            name = "fast" if overrides else "recipe"
-            rows.append(measure(recipe, args.profile, overrides, Path(args.runs) / f"{recipe}-{name}"))
+        for variant in args.variants:
+            out = Path(args.runs) / f"{recipe}-{variant.replace(' ', '-')}"
+            rows.append(measure(recipe, args.profile, variant, out))
             print(json.dumps(rows[-1]), flush=True)
     stem = Path(args.out) if args.out else RESULTS / f"cpu_settings_{args.profile}"
     stem.parent.mkdir(parents=True, exist_ok=True)
