@@ -41,12 +41,13 @@ def fast_overrides(recipe: str, amp: bool = True) -> dict:
     return overrides if amp else {**overrides, "train.amp": False}
 
 
-# The settings each recipe is trained with: its own, the fast ones, and the fast ones in fp32 (what a CPU
-# without native bf16 gets, and the numerics of the recipe's own settings).
+# The settings each recipe is trained with: its own, the fast ones, the fast ones in fp32 (what a CPU
+# without native bf16 gets, and the numerics of the recipe's own settings), and the NHWC layout alone.
 VARIANTS = {
     "recipe": lambda recipe: {},
     "fast": fast_overrides,
     "fast fp32": lambda recipe: fast_overrides(recipe, amp=False),
+    "channels_last": lambda recipe: {"train.channels_last": True},  # the layout alone: same numerics, BN
 }
 
 
@@ -80,7 +81,7 @@ def markdown(head: dict, rows: list[dict]) -> str:
         f"{head['date']}; torch {head['torch']}; {head['threads']} torch threads; Python {head['python']}. "
         "Each recipe's profile trained with its own settings and with the fast ones "
         f'(`{json.dumps(FAST)}`, `view_forward` only for two-view methods; "fast fp32": the same with '
-        "`amp` off), same seed; scores on the test split.",
+        '`amp` off; "channels_last": the NHWC layout alone), same seed; scores on the test split.',
         "",
         "| recipe | settings | training wall time | speed-up | probe@1 | probe@all | kNN |",
         "|---|---|---|---|---|---|---|",
