@@ -130,12 +130,14 @@ def library_method(recipe: str):
 def library_views(recipe: str):
     from sslcookbook.augment import preset
 
-    crop, size = (LIB_RECIPE["crop_min"], 1.0), LIB_RECIPE["view_size"]  # SimCLR and BYOL only
+    crop, size = (LIB_RECIPE["crop_min"], 1.0), LIB_RECIPE["view_size"]  # crop_min: SimCLR and BYOL only
     if recipe == "simclr":
         return preset("simclr", (3, 32, 32), color_strength=0.5, blur=False, crop_scale=crop, size=size)
     if recipe == "byol":
         return preset("byol", (3, 32, 32), blur=False, crop_scale=crop, size=size)
-    return preset("multicrop", (3, 32, 32), num_local=NUM_LOCAL, local_size=LOCAL_SIZE)
+    # DINO: global crops at the view size, local crops shrunk by the same factor (16 px at 32)
+    local = max(1, round(LOCAL_SIZE * size / 32))
+    return preset("multicrop", (3, 32, 32), num_local=NUM_LOCAL, local_size=local, size=size)
 
 
 def fast_settings(device: torch.device, compile_backbone: bool, compile_mode: str | None = None) -> dict:
@@ -699,7 +701,10 @@ def main(argv=None) -> int:
     p.add_argument("--lib-temperature", type=float, default=LIB_RECIPE["temperature"], help="SimCLR τ (lib)")
     p.add_argument("--lib-crop-min", type=float, default=LIB_RECIPE["crop_min"], help="min crop area (lib)")
     p.add_argument(
-        "--lib-view-size", type=int, default=LIB_RECIPE["view_size"], help="side of SimCLR/BYOL views (lib)"
+        "--lib-view-size",
+        type=int,
+        default=LIB_RECIPE["view_size"],
+        help="side of the training views (lib; DINO: of its global crops, local crops scaled alike)",
     )
     p.add_argument("--profile", action="store_true", help="profile one SimCLR step instead")
     p.add_argument("--profile-steps", type=int, default=3)

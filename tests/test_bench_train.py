@@ -114,3 +114,12 @@ def test_the_view_size_knob_shrinks_the_library_views_only(monkeypatch, recipe):
     assert [tuple(v.shape) for v in views] == [(4, 3, 24, 24)] * 2
     monkeypatch.setitem(bench_train.LIB_RECIPE, "view_size", 32)
     assert bench_train.library_views(recipe)(images)[0].shape[-1] == 32
+
+
+def test_the_view_size_knob_scales_dinos_global_and_local_crops(monkeypatch):
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    views = bench_train.library_views("dino")(images)
+    assert [v.shape[-1] for v in views] == [32, 32] + [bench_train.LOCAL_SIZE] * bench_train.NUM_LOCAL
+    monkeypatch.setitem(bench_train.LIB_RECIPE, "view_size", 24)
+    views = bench_train.library_views("dino")(images)
+    assert [v.shape[-1] for v in views] == [24, 24] + [12] * bench_train.NUM_LOCAL
