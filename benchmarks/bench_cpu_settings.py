@@ -31,14 +31,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 FAST = {f"train.{k}": v for k, v in fast_settings(torch.device("cpu"), compile_backbone=False).items()}
 
 
-def fast_overrides(recipe: str, amp: bool = True) -> dict:
+def fast_overrides(recipe: str) -> dict:
     """The fast settings as ``run_recipe`` overrides; ``view_forward`` only for two-view methods (bf16
-    autocast only where the CPU has native bf16: ``fast_settings`` decides; never with ``amp=False``)."""
+    autocast only where the CPU has native bf16: ``fast_settings`` decides)."""
     method = get_recipe(recipe).method
-    overrides = {
-        k: v for k, v in FAST.items() if k != "train.view_forward" or hasattr(method, "view_forward")
-    }
-    return overrides if amp else {**overrides, "train.amp": False}
+    return {k: v for k, v in FAST.items() if k != "train.view_forward" or hasattr(method, "view_forward")}
 
 
 # The settings each recipe is trained with: its own, the fast ones, the fast ones in fp32 (what a CPU
@@ -46,7 +43,7 @@ def fast_overrides(recipe: str, amp: bool = True) -> dict:
 VARIANTS = {
     "recipe": lambda recipe: {},
     "fast": fast_overrides,
-    "fast fp32": lambda recipe: fast_overrides(recipe, amp=False),
+    "fast fp32": lambda recipe: {**fast_overrides(recipe), "train.amp": False},
     "channels_last": lambda recipe: {"train.channels_last": True},  # the layout alone: same numerics, BN
 }
 

@@ -42,8 +42,9 @@ def test_exported_backbone_loads_with_the_same_weights_and_features(trained, tmp
     with torch.no_grad():
         expected, got = backbone(images), loaded(images)
         fresh = build_backbone("small_cnn", 1, width=16).eval()(images)
+    loaded_weights = loaded.state_dict()
     for name, weight in backbone.state_dict().items():
-        assert torch.equal(loaded.state_dict()[name], weight), name  # the same numbers, bit for bit
+        assert torch.equal(loaded_weights[name], weight), name  # the same numbers, bit for bit
     # The recipe trained in channels_last and the file loads in PyTorch's default layout: the same sums
     # added in another order, so the features agree to float32 rounding rather than bit for bit.
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)

@@ -1084,10 +1084,11 @@ VIT_DIGITS_FINE_TUNE = {"steps": 300, "views": "digits", "view_strength": 0.5}
 VIT_SMOKE_FINE_TUNE = {"views": "digits", "view_strength": 0.5}  # smoke: the profile's few steps
 
 
-def masked_setting(
+def vit_setting(
     data: str, vit: dict, train: TrainConfig, views: str, view_kwargs: dict, method_kwargs: dict, **setting
 ) -> Setting:
-    """A masked-modelling setting: ViT-Tiny (``vit`` changes its depth) on ``data``."""
+    """A setting of the masked-modelling and joint-embedding predictive recipes: ViT-Tiny (``vit`` changes
+    its depth and pooling) on ``data``."""
     return Setting(
         data=data,
         backbone="vit_tiny",
@@ -1113,7 +1114,7 @@ register(
         "MAE: mask 75% of the patches, encode the rest, reconstruct the hidden pixels (He et al. 2022)",
         MAE,
         settings={
-            "smoke": masked_setting(
+            "smoke": vit_setting(
                 "digits",
                 MASKED_SMOKE_VIT,
                 MASKED_SMOKE_TRAIN,
@@ -1123,7 +1124,7 @@ register(
                 train_subset=MASKED_SMOKE_IMAGES,
                 fine_tune=VIT_SMOKE_FINE_TUNE,
             ),
-            "cpu": masked_setting(
+            "cpu": vit_setting(
                 "digits",
                 MASKED_CPU_VIT,
                 MASKED_DIGITS_TRAIN,
@@ -1132,7 +1133,7 @@ register(
                 {"decoder_dim": 64, "decoder_depth": 1, "decoder_heads": 4},
                 fine_tune=VIT_DIGITS_FINE_TUNE,
             ),
-            "gpu": masked_setting(
+            "gpu": vit_setting(
                 "cifar10",
                 {},
                 dataclasses.replace(CLASSROOM_TRAIN, epochs=20, weight_decay=0.05, warmup_epochs=1),
@@ -1141,7 +1142,7 @@ register(
                 {"decoder_dim": 256, "decoder_depth": 4, "decoder_heads": 8},
                 train_subset=CLASSROOM_IMAGES,
             ),
-            "full": masked_setting(
+            "full": vit_setting(
                 "cifar10",
                 {},
                 cifar_schedule("adamw", 3e-4, 0.05),
@@ -1164,7 +1165,7 @@ register(
         "SimMIM: replace squares of patches by a mask token, regress their pixels with L1 (Xie et al. 2022)",
         SimMIM,
         settings={
-            "smoke": masked_setting(
+            "smoke": vit_setting(
                 "digits",
                 MASKED_SMOKE_VIT,
                 MASKED_SMOKE_TRAIN,
@@ -1174,7 +1175,7 @@ register(
                 train_subset=MASKED_SMOKE_IMAGES,
                 fine_tune=VIT_SMOKE_FINE_TUNE,
             ),
-            "cpu": masked_setting(
+            "cpu": vit_setting(
                 "digits",
                 MASKED_CPU_VIT,
                 MASKED_DIGITS_TRAIN,
@@ -1183,7 +1184,7 @@ register(
                 {},
                 fine_tune=VIT_DIGITS_FINE_TUNE,
             ),
-            "gpu": masked_setting(
+            "gpu": vit_setting(
                 "cifar10",
                 {},
                 dataclasses.replace(
@@ -1194,7 +1195,7 @@ register(
                 {},
                 train_subset=CLASSROOM_IMAGES,
             ),
-            "full": masked_setting(
+            "full": vit_setting(
                 "cifar10",
                 {},
                 cifar_schedule("adamw", 1e-4, 0.05, grad_clip=5.0),
@@ -1228,22 +1229,6 @@ JEPA_CPU_VIT = {"depth": 4, "pool": "mean"}
 JEPA_CIFAR_VIT = {"pool": "mean"}  # ViT-Tiny, 12 blocks, 4-px patches: an 8×8 grid of 64 tokens
 
 
-def jepa_setting(
-    data: str, vit: dict, train: TrainConfig, views: str, view_kwargs: dict, method_kwargs: dict, **setting
-) -> Setting:
-    """A joint-embedding predictive setting: ViT-Tiny (``vit`` changes its depth and pooling) on ``data``."""
-    return Setting(
-        data=data,
-        backbone="vit_tiny",
-        backbone_kwargs=dict(vit),
-        train=dataclasses.replace(train, channels_last=False),  # a ViT has one conv (patch embedding)
-        views=views,
-        view_kwargs=dict(view_kwargs),
-        method_kwargs=dict(method_kwargs),
-        **setting,
-    )
-
-
 # I-JEPA (Assran et al. 2023; configs/in1k_vith14_ep300.yaml): 4 target blocks of scale 0.15–0.2, aspect
 # 0.75–1.5, one context block of scale 0.85–1; predictor 384 wide and 12 deep for ViT-H (1280); EMA 0.996 → 1;
 # AdamW lr 1e-3 at batch 2048 (warm-up from 2e-4, cosine to 1e-6), weight decay 0.04 → 0.4; crop-only
@@ -1258,7 +1243,7 @@ register(
         "I-JEPA: predict an EMA encoder's features of target blocks from a context (Assran et al. 2023)",
         IJEPA,
         settings={
-            "smoke": jepa_setting(
+            "smoke": vit_setting(
                 "digits",
                 JEPA_SMOKE_VIT,
                 JEPA_SMOKE_TRAIN,
@@ -1267,7 +1252,7 @@ register(
                 IJEPA_DIGITS_METHOD,
                 fine_tune=VIT_SMOKE_FINE_TUNE,
             ),
-            "cpu": jepa_setting(
+            "cpu": vit_setting(
                 "digits",
                 JEPA_CPU_VIT,
                 dataclasses.replace(JEPA_DIGITS_TRAIN, weight_decay=0.04, final_weight_decay=0.4),
@@ -1276,7 +1261,7 @@ register(
                 IJEPA_DIGITS_METHOD,
                 fine_tune=VIT_DIGITS_FINE_TUNE,
             ),
-            "gpu": jepa_setting(
+            "gpu": vit_setting(
                 "cifar10",
                 JEPA_CIFAR_VIT,
                 dataclasses.replace(
@@ -1287,7 +1272,7 @@ register(
                 {"predictor_dim": 96, "predictor_depth": 4, "base_momentum": 0.99},
                 train_subset=CLASSROOM_IMAGES,
             ),
-            "full": jepa_setting(
+            "full": vit_setting(
                 "cifar10",
                 JEPA_CIFAR_VIT,
                 cifar_schedule("adamw", 5e-4, 0.04, final_weight_decay=0.4, final_lr=1e-6),
@@ -1311,7 +1296,7 @@ register(
         "data2vec: regress an EMA teacher's top-block features at masked patches (Baevski et al. 2022)",
         Data2Vec,
         settings={
-            "smoke": jepa_setting(
+            "smoke": vit_setting(
                 "digits",
                 JEPA_SMOKE_VIT,
                 JEPA_SMOKE_TRAIN,
@@ -1320,7 +1305,7 @@ register(
                 {"top_k": 1, "base_momentum": 0.99, "final_momentum": 0.999},
                 fine_tune=VIT_SMOKE_FINE_TUNE,
             ),
-            "cpu": jepa_setting(
+            "cpu": vit_setting(
                 "digits",
                 JEPA_CPU_VIT,
                 JEPA_DIGITS_TRAIN,
@@ -1329,7 +1314,7 @@ register(
                 {"top_k": 2, "base_momentum": 0.99, "final_momentum": 0.999},
                 fine_tune=VIT_DIGITS_FINE_TUNE,
             ),
-            "gpu": jepa_setting(
+            "gpu": vit_setting(
                 "cifar10",
                 JEPA_CIFAR_VIT,
                 dataclasses.replace(CLASSROOM_TRAIN, epochs=15, lr=5e-4, weight_decay=0.05),
@@ -1338,7 +1323,7 @@ register(
                 {"top_k": 6, "base_momentum": 0.99, "final_momentum": 0.999},
                 train_subset=CLASSROOM_IMAGES,
             ),
-            "full": jepa_setting(
+            "full": vit_setting(
                 "cifar10",
                 JEPA_CIFAR_VIT,
                 cifar_schedule("adamw", 5e-4, 0.05),
