@@ -184,6 +184,30 @@ def test_sampling_is_deterministic_under_a_seed_and_pads_after_the_end():
     assert torch.equal(greedy[:, 0], model(prompts[:2])[:, -1].argmax(-1))
 
 
+def test_cached_decoding_matches_recomputing_the_whole_sequence():
+    task, model = _tiny_lm()
+    model.eval()
+    prompts = task.encode_prompts([Problem(12, 34), Problem(5, 67), Problem(99, 1)])
+    cache, sequence = model.new_cache(), prompts
+    logits = model(prompts, cache)[:, -1]
+    for _ in range(task.completion_length - 1):
+        torch.testing.assert_close(logits, model(sequence)[:, -1])
+        token = logits.argmax(-1, keepdim=True)
+        sequence = torch.cat([sequence, token], 1)
+        logits = model(token, cache)[:, -1]
+    torch.testing.assert_close(logits, model(sequence)[:, -1])
+    # greedy generate is the argmax of the full recomputation, token by token
+    torch.testing.assert_close(generate(model, prompts, task.completion_length, EOS, PAD, 0.0)[:, :-1],
+                               sequence[:, prompts.shape[1]:])
+    prompt_only = model.new_cache()
+    model(prompts, prompt_only)
+    with pytest.raises(ValueError, match="one new position"):
+        model(sequence[:, :2], prompt_only)
+    model(sequence[:, :1], cache)  # the context's last position
+    with pytest.raises(ValueError, match="longer than context_length"):
+        model(sequence[:, :1], cache)
+
+
 def test_completion_log_probs_sum_the_tokens_up_to_the_end():
     task, model = _tiny_lm()
     prompts = task.encode_prompts([Problem(12, 34), Problem(5, 67)])

@@ -32,9 +32,25 @@ class TransformerBlock(nn.Module):
             nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width)
         )
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, causal: bool = False):
+    def forward(
+        self,
+        x: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: dict | None = None,
+    ):
+        """``cache`` (causal only): a dict this block keeps its keys and values in, for decoding one token at
+        a time; ``x`` then holds the positions after the cached ones, all of them on the first call (an
+        empty dict), one on each call after."""
         b, length, width = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            if "k" in cache:
+                if length != 1:
+                    raise ValueError(f"a filled cache takes one new position per call, got {length}")
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                causal = False  # the one new position attends to every earlier one
+            cache["k"], cache["v"] = k, v
         # keep: B×1×1×L, True = attend
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=causal)
         x = x + self.out(attended.transpose(1, 2).reshape(b, length, width))
