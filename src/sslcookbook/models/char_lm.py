@@ -95,8 +95,8 @@ def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_i
     completions. The model is put in eval mode for sampling and restored afterwards. ``model`` is a
     :class:`CharLM` (or any model with its ``new_cache`` and ``forward(ids, cache)``): each new token costs
     one position's forward, not the whole sequence's (a key/value cache; the logits match the full
-    recomputation to float rounding; 4,000 samples of notebook 12 took 0.24 s instead of 0.98 on a
-    2-core CPU).
+    recomputation to float rounding). Notebook 12's cpu run took 77 s with it against 240 s without, same
+    samples, on a 2-core CPU (``benchmarks/time_notebooks.py``, results ``notebooks_cpu_*_zen3*.md``).
     """
     if temperature < 0:
         raise ValueError(f"temperature must be ≥ 0 (0 = greedy), got {temperature}")
