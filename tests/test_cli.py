@@ -267,8 +267,8 @@ def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_
     calls = {}
 
     def recorder(name):
-        def record(backbone, *splits, steps, views, device):
-            calls[name] = (backbone, steps, views, [len(split) for split in splits])
+        def record(backbone, *splits, steps, views, device, **optimizer):
+            calls[name] = (backbone, steps, views, [len(split) for split in splits], optimizer)
             return {"1": 0.5, "10": 0.6, "all": 0.7}
 
         return record
@@ -279,12 +279,13 @@ def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_
     test = data.load("digits", "test").subset(30, seed=0)
     method = get_recipe("simclr").resolve("smoke", {"backbone.width": 8}).build(in_channels=1)
     protocol = get_recipe("simclr").resolve("cpu").fine_tune_protocol(train.image_shape)
-    assert protocol == (FINE_TUNE_STEPS["cpu"], None, None)  # the default: the profile's steps, no views
+    assert protocol == (FINE_TUNE_STEPS["cpu"], None, None, {})  # the default: the profile's steps, no views
     results = runner._evaluate(method, train, test, "cpu", protocol)
     assert results["fine_tune_steps"] == FINE_TUNE_STEPS["cpu"] and results["fine_tune_views"] is None
     for name in ("ssl", "random"):
-        backbone, steps, views, sizes = calls[name]
+        backbone, steps, views, sizes, optimizer = calls[name]
         assert backbone is method.backbone and steps == FINE_TUNE_STEPS["cpu"] and views is None
+        assert optimizer == {}  # fine_tune's and supervised_baseline's own lr, weight decay, layer decay
         assert sizes == [200, 200, 30, 30]
     assert "fine_tune" not in runner._evaluate(method, train, test, "cpu", None)
     text = runner.format_results(results)
@@ -298,6 +299,12 @@ def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_
     assert calls["ssl"][1:3] == calls["random"][1:3] and calls["ssl"][1] == 7
     assert callable(calls["ssl"][2]) and results["fine_tune_views"] == "digits views at strength 0.5"
     assert "7 steps per labelled draw, digits views at strength 0.5" in runner.format_results(results)
+
+    # Its optimiser settings reach the fine-tuned network only: the from-scratch one keeps its own
+    resolved = get_recipe("simclr").resolve("cpu", {"fine_tune.lr": 2e-3, "fine_tune.layer_decay": 1.0})
+    results = runner._evaluate(method, train, test, "cpu", resolved.fine_tune_protocol(train.image_shape))
+    assert calls["ssl"][4] == {"lr": 2e-3, "layer_decay": 1.0} and calls["random"][4] == {}
+    assert results["fine_tune_views"] == "lr 0.002, layer decay 1"
 
 
 def test_fine_tuning_budgets_are_set_for_every_profile_and_small_in_smoke():

@@ -525,7 +525,7 @@ def test_fine_tune_gives_a_vit_a_batchnorm_head_that_leaves_the_chance_plateau()
 
 
 def test_layer_decay_scales_a_vits_learning_rate_from_head_to_patch_embedding():
-    from sslcookbook.evaluate.supervised import _Classifier, _plain_groups
+    from sslcookbook.evaluate.supervised import _Classifier, _plain_groups, _resolve_layer_decay
     from sslcookbook.models.vit import VisionTransformer
 
     vit = VisionTransformer(1, 8, 2, dim=16, depth=3, heads=2)
@@ -538,3 +538,5 @@ def test_layer_decay_scales_a_vits_learning_rate_from_head_to_patch_embedding():
     qkv = vit.blocks[1].attention.qkv
     assert decay[id(qkv.weight)] == 0.05 and decay[id(qkv.bias)] == 0.0
     assert len(scale) == sum(1 for _ in _Classifier(vit, 16, 10).parameters())
+    assert _resolve_layer_decay(1.0, _conv_backbone(), False) is None  # 1.0: one rate, whatever the backbone
+    assert _resolve_layer_decay(1.0, vit, False) is None and _resolve_layer_decay(0.5, vit, False) == 0.5

@@ -122,7 +122,15 @@ def test_fine_tune_protocol_overrides_and_their_errors():
     s = recipe.resolve("cpu", {"fine_tune.steps": 50, "fine_tune.views": "digits"}).setting
     assert s.fine_tune == {"steps": 50, "views": "digits"} and recipe.setting("cpu").fine_tune == {}
     shown = recipe.resolve("cpu", {"fine_tune.steps": 50}).to_dict()["fine_tune"]
-    assert shown == {"steps": 50, "views": None, "view_strength": 1.0}
+    assert shown == {"steps": 50, "views": None, "view_strength": 1.0} | dict.fromkeys(
+        ("lr", "weight_decay", "layer_decay")
+    )
+    optimizer = {"lr": 1e-3, "weight_decay": 0, "layer_decay": 1}
+    tuned = recipe.resolve("cpu", {f"fine_tune.{k}": v for k, v in optimizer.items()})
+    assert tuned.fine_tune_protocol((1, 8, 8)).optimizer == optimizer
+    for key, bad in (("lr", 0), ("weight_decay", -0.1), ("layer_decay", 1.5), ("layer_decay", 0)):
+        with pytest.raises(ValueError, match=f"fine_tune.{key} must be"):
+            recipe.resolve("cpu", {f"fine_tune.{key}": bad})
     with pytest.raises(ValueError, match="fine_tune.steps must be a positive int"):
         recipe.resolve("cpu", {"fine_tune.steps": 0})
     with pytest.raises(ValueError, match="unknown fine_tune.views preset 'digit'"):

@@ -2,7 +2,8 @@
 
 ``--set KEY=VALUE`` (repeatable) overrides any knob of a recipe by dotted key: ``train.<field>``,
 ``method.<argument>``, ``views.<argument>``, ``backbone.<argument>``, ``fine_tune.steps`` (and ``.views``,
-``.view_strength``: the fine-tuning evaluation), ``data``, ``backbone``, ``views``.
+``.view_strength``, ``.lr``, ``.weight_decay``, ``.layer_decay``: the fine-tuning evaluation), ``data``,
+``backbone``, ``views``.
 Values are Python literals (``0.1``, ``True``, ``(0.2, 1.0)``, ``None``); anything else is a string.
 """
 

@@ -23,6 +23,7 @@ from .methods import SSLMethod
 from .models import export_backbone
 from .profiles import default_device, downloads_data
 from .recipes import Resolved, get_recipe
+from .settings import FineTuneProtocol
 from .train import fit, load_checkpoint
 
 
@@ -72,7 +73,8 @@ def run_recipe(
     ``fine_tune``: test top-1 at 1, 10 and all labels per class of the SSL encoder fine-tuned end to end
     (``ssl``, :func:`evaluate.fine_tune`) and of the same network trained from scratch on the same
     labelled images (``random``, :func:`evaluate.supervised_baseline`), ``FINE_TUNE_STEPS[profile]``
-    steps per labelled draw (``fine_tune_steps``).
+    steps per labelled draw (``fine_tune_steps``) unless the setting's ``fine_tune`` says otherwise
+    (its views and optimiser settings in words: ``fine_tune_views``).
 
     Under ``torchrun --nproc_per_node=N`` every rank trains on 1/N of each batch (DDP; ``sync_bn``
     for SyncBatchNorm) and rank 0 evaluates and writes the results; the other ranks return ``{}``.
@@ -194,11 +196,12 @@ def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     )
 
 
-def _evaluate(method, train_ds, test_ds, device, fine_tune_protocol: tuple | None = None) -> dict:
-    """The frozen-feature report for ssl / raw / random; with ``fine_tune_protocol`` (``(steps, views,
-    description)`` from ``Resolved.fine_tune_protocol``), also end-to-end training on the probe's label
-    draws: from the SSL weights (``ssl``) and from scratch (``random``), both with the same steps and views.
-    Raw pixels have no network to fine-tune."""
+def _evaluate(method, train_ds, test_ds, device, fine_tune_protocol: FineTuneProtocol | None = None) -> dict:
+    """The frozen-feature report for ssl / raw / random; with ``fine_tune_protocol``
+    (``Resolved.fine_tune_protocol``), also end-to-end training on the probe's label draws: from the SSL
+    weights (``ssl``, with the protocol's optimiser settings) and from scratch (``random``, with
+    ``supervised_baseline``'s optimiser), both with the same steps and views. Raw pixels have no network to
+    fine-tune."""
     encoder = method.evaluation_backbone  # I-JEPA: its target encoder, as the paper evaluates
     scores = compare_baselines(encoder, train_ds, test_ds, device=device)
     results = {
@@ -210,12 +213,12 @@ def _evaluate(method, train_ds, test_ds, device, fine_tune_protocol: tuple | Non
     if fine_tune_protocol is not None:
         # By default no views: one protocol for every method, whatever augmentations its pre-training used;
         # a recipe's Setting.fine_tune may set its own (the ViT recipes: see recipes.py).
-        steps, views, described = fine_tune_protocol
+        steps, views, described, optimizer = fine_tune_protocol
         splits = (train_ds.images, train_ds.labels, test_ds.images, test_ds.labels)
         results["fine_tune_steps"] = steps
         results["fine_tune_views"] = described
         results["fine_tune"] = {
-            "ssl": fine_tune(encoder, *splits, steps=steps, views=views, device=device),
+            "ssl": fine_tune(encoder, *splits, steps=steps, views=views, device=device, **optimizer),
             "random": supervised_baseline(encoder, *splits, steps=steps, views=views, device=device),
         }
     if getattr(method, "uses_text", False) and getattr(test_ds, "tokens", None) is not None:

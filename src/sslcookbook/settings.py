@@ -12,6 +12,7 @@ import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from torch import nn
 
@@ -39,13 +40,34 @@ class Setting:
     view_kwargs: dict = field(default_factory=dict)
     train_subset: int | None = None  # train on at most this many images (smoke runs)
     test_subset: int | None = None
-    # The fine-tuning evaluation when it is not the profile's default (FINE_TUNE_STEPS steps, no views):
-    # "steps", and "views" (an augment preset) with "view_strength"; see Resolved.fine_tune_protocol.
+    # The fine-tuning evaluation when it is not the profile's default (FINE_TUNE_STEPS steps, no views,
+    # evaluate.fine_tune's optimiser): "steps", "views" (an augment preset) with "view_strength", and "lr",
+    # "weight_decay", "layer_decay"; see Resolved.fine_tune_protocol.
     fine_tune: dict = field(default_factory=dict)
 
 
-# What Setting.fine_tune accepts (as ``fine_tune.<key>`` overrides), with defaults: None = the profile's.
-FINE_TUNE_DEFAULTS = {"steps": None, "views": None, "view_strength": 1.0}
+# What Setting.fine_tune accepts (as ``fine_tune.<key>`` overrides), with defaults. None: the profile's steps,
+# no views, and evaluate.fine_tune's own lr (5e-4), weight decay (0.05) and layer decay ("auto": 0.75 for a
+# ViT; 1.0 trains every layer at lr). The optimiser keys are the fine-tuned network's only: the from-scratch
+# baseline keeps evaluate.supervised_baseline's (lr 2e-3, weight decay 5e-4, one learning rate).
+FINE_TUNE_DEFAULTS = {
+    "steps": None,
+    "views": None,
+    "view_strength": 1.0,
+    "lr": None,
+    "weight_decay": None,
+    "layer_decay": None,
+}
+FINE_TUNE_OPTIMIZER_KEYS = ("lr", "weight_decay", "layer_decay")
+
+
+class FineTuneProtocol(NamedTuple):
+    """The fine-tuning evaluation of one setting (``Resolved.fine_tune_protocol``)."""
+
+    steps: int  # AdamW steps per labelled draw, for the fine-tuned and the from-scratch network alike
+    views: Callable | None  # the one-view augmentation of both (None: the images as they are)
+    description: str | None  # the views and any optimiser setting in words, for reports (None: neither)
+    optimizer: dict  # evaluate.fine_tune's lr / weight_decay / layer_decay the setting changes (may be {})
 
 
 @dataclass(frozen=True)
@@ -75,17 +97,20 @@ class Resolved:
         s = self.setting
         return augment.preset(s.views, image_shape, strength=s.view_strength, **s.view_kwargs)
 
-    def fine_tune_protocol(self, image_shape: tuple[int, int, int]) -> tuple:
-        """``(steps, views, description)`` of the fine-tuning evaluation (``evaluate.fine_tune`` and the
-        from-scratch baseline): the setting's ``fine_tune`` steps (default ``FINE_TUNE_STEPS[profile]``) and
-        its one-view augmentation (None: the images as they are)."""
+    def fine_tune_protocol(self, image_shape: tuple[int, int, int]) -> FineTuneProtocol:
+        """The fine-tuning evaluation (``evaluate.fine_tune`` and the from-scratch baseline): the setting's
+        ``fine_tune`` steps (default ``FINE_TUNE_STEPS[profile]``), its one-view augmentation (None: the
+        images as they are) and the fine-tuning optimiser's settings that differ from ``fine_tune``'s."""
         protocol = {**FINE_TUNE_DEFAULTS, **self.setting.fine_tune}
         steps = protocol["steps"] if protocol["steps"] is not None else FINE_TUNE_STEPS[self.profile]
-        if protocol["views"] is None:
-            return steps, None, None
-        strength = protocol["view_strength"]
-        views = augment.preset(protocol["views"], image_shape, strength=strength)
-        return steps, views, f"{protocol['views']} views at strength {strength:g}"
+        optimizer = {k: protocol[k] for k in FINE_TUNE_OPTIMIZER_KEYS if protocol[k] is not None}
+        views, described = None, []
+        if protocol["views"] is not None:
+            strength = protocol["view_strength"]
+            views = augment.preset(protocol["views"], image_shape, strength=strength)
+            described.append(f"{protocol['views']} views at strength {strength:g}")
+        described += [f"{k.replace('_', ' ')} {v:g}" for k, v in optimizer.items()]
+        return FineTuneProtocol(steps, views, ", ".join(described) or None, optimizer)
 
     def to_dict(self) -> dict:
         """The setting as JSON values, every argument listed with its default: ``sslcookbook show``."""
@@ -130,8 +155,8 @@ class Recipe:
         arguments are dropped when it changes), ``backbone.<argument>``, ``method.<argument>`` (the method's
         constructor), ``views`` (a preset name; its arguments are dropped when it changes),
         ``views.<argument>`` (the preset's builder), ``train.<field>`` (``TrainConfig``) and
-        ``fine_tune.steps`` / ``fine_tune.views`` / ``fine_tune.view_strength`` (the fine-tuning evaluation,
-        ``Resolved.fine_tune_protocol``). An unknown key
+        ``fine_tune.steps`` / ``.views`` / ``.view_strength`` / ``.lr`` / ``.weight_decay`` / ``.layer_decay``
+        (the fine-tuning evaluation, ``Resolved.fine_tune_protocol``). An unknown key
         raises a ``KeyError`` listing the valid ones (``override_keys``); a value of the wrong type (an
         ``int`` argument given ``"ten"``) a ``TypeError``.
         """
@@ -204,7 +229,8 @@ def override_keys(method: Callable, backbone: str, views: str) -> dict[str, obje
 
 
 def _check_fine_tune(protocol: Mapping[str, object]) -> None:
-    """A setting's ``fine_tune`` protocol: known keys, positive ``steps``, a known view preset."""
+    """A setting's ``fine_tune`` protocol: known keys, positive ``steps``, a known view preset, a positive
+    ``lr``, a ``weight_decay`` >= 0 and a ``layer_decay`` in (0, 1]."""
     unknown = sorted(set(protocol) - set(FINE_TUNE_DEFAULTS))
     if unknown:
         raise KeyError(f"unknown fine_tune keys {unknown}: choose from {', '.join(FINE_TUNE_DEFAULTS)}")
@@ -218,6 +244,16 @@ def _check_fine_tune(protocol: Mapping[str, object]) -> None:
         )
     if isinstance(strength, bool) or not isinstance(strength, int | float) or strength < 0:
         raise ValueError(f"fine_tune.view_strength must be a number >= 0, got {strength!r}")
+    for key, in_range, wanted in (
+        ("lr", lambda v: v > 0, "a number > 0"),
+        ("weight_decay", lambda v: v >= 0, "a number >= 0"),
+        ("layer_decay", lambda v: 0 < v <= 1, "a number in (0, 1] (1.0: every layer at lr)"),
+    ):
+        value = protocol[key]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not in_range(value)
+        ):
+            raise ValueError(f"fine_tune.{key} must be {wanted}, or None: fine_tune's default; got {value!r}")
 
 
 def _check_type(key: str, value: object, default: object) -> None:

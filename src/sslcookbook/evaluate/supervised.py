@@ -103,6 +103,8 @@ def _resolve_layer_decay(layer_decay, backbone: nn.Module, from_scratch: bool) -
         return None
     if isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must be in (0, 1], None or 'auto', got {layer_decay!r}")
+    if layer_decay == 1:  # every layer at lr, whatever the backbone: one learning rate
+        return None
     if not _is_vit(backbone):
         raise ValueError(
             f"layer_decay needs a ViT's blocks to count layers; {type(backbone).__name__} has none: "
@@ -302,7 +304,7 @@ def fine_tune(
         layer_decay: MAE's layer-wise learning-rate decay for a ViT, block i of L trained at
             lr·decay^(L−i), the patch and position embeddings at lr·decay^(L+1), the final norm and the
             head at lr; ``"auto"`` (default): ``VIT_LAYER_DECAY`` (0.75) for a ViT, None (one learning
-            rate) otherwise.
+            rate) otherwise; 1.0 (as None) trains every layer at lr.
 
     Returns:
         ``{"1": acc, "10": acc, "all": acc}``, accuracies in [0, 1].
