@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 import torch
-from _machine import device_name  # benchmarks/_machine.py (scripts run from this folder)
+from _machine import cpu_flags, device_name  # benchmarks/_machine.py (scripts run from this folder)
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -76,17 +76,19 @@ def write_markdown(path: Path, meta: dict, rows: list[dict]) -> None:
     lines = [
         f"# Notebooks in the `{meta['profile']}` profile",
         "",
-        f"{meta['device']}; torch {meta['torch']}, Python {meta['python']}, "
+        f"{meta['device']}, CPU flags: {meta.get('cpu_flags') or 'unknown'}; torch {meta['torch']}, "
+        f"Python {meta['python']}, "
         f"OMP_NUM_THREADS={meta['omp_num_threads']}; each notebook alone, one after another.",
         f"Command: `python benchmarks/time_notebooks.py --profile {meta['profile']}`.",
         "",
-        "| notebook | wall time | check | date, load after | check cell output |",
+        "| notebook | wall time | check | date, load after, CPU flags | check cell output |",
         "|---|---|---|---|---|",
     ]
     for row in rows:
         shown = " ".join(row["check_output"].split())[:400].replace("|", "\\|")
         outcome = "passed" if row["passed"] else "FAILED"
-        when = f"{row.get('date', '')}, {row.get('load_average_after', '')}"
+        when = ", ".join(str(row.get(k, "")) for k in ("date", "load_average_after")) + ", "
+        when += row.get("cpu_flags", "unknown")
         lines.append(f"| {row['notebook']} | {row['seconds']:.0f} s | {outcome} | {when} | {shown} |")
     path.write_text("\n".join(lines) + "\n")
 
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         row = run_notebook(path, args.profile, args.timeout)
         outcome = "passed" if row["passed"] else f"FAILED: {row['error']}"
         print(f"  {row['seconds']:.0f} s, {outcome}", flush=True)
-        rows.append(row)
+        # per row: a kept row of an earlier run may come from another machine printing the same model name
+        rows.append({**row, "cpu_flags": cpu_flags()})
     device = device_name()
     meta = {
         "profile": args.profile,
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "cpu_flags": cpu_flags(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"notebooks_{args.profile}_{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')[:40]}"
