@@ -19,6 +19,8 @@ import datetime
 import json
 import platform
 import re
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -122,7 +124,7 @@ def write_markdown(path: Path, meta: dict, rows: list[dict]) -> None:
         f"Python {meta['python']}, {meta['date']}; profile `{meta['profile']}`, {meta['draws']} labelled "
         f"draws (seeds 0..{meta['draws'] - 1}), scored on 20% of the training digits held out. Raw pixels: "
         f"probe@{k} {raw['probe'][k]:.3f}, kNN {raw['knn']:.3f}. "
-        "Command: `cd benchmarks && python vit_fine_tune_sweep.py` (benchmarks/vit_fine_tune_sweep.py).",
+        f"Command: `cd benchmarks && {meta.get('command', 'python vit_fine_tune_sweep.py')}`.",
         "",
         f"| variant | pre-train s | probe@{k} | kNN | fine-tuned@{k} (draws) | from scratch@{k} (draws) "
         "| margin |",
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results path without suffix")
     args = parser.parse_args(argv)
     meta, rows = sweep(args.variants, args.profile, args.labels, args.draws)
+    given = sys.argv[1:] if argv is None else argv
+    meta["command"] = " ".join(["python vit_fine_tune_sweep.py", *(shlex.quote(a) for a in given)])
     slug = re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")[:40]
     out = args.out or RESULTS / f"vit_fine_tune_{args.profile}_{slug}"
     out.parent.mkdir(parents=True, exist_ok=True)

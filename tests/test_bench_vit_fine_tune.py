@@ -33,3 +33,4 @@ def test_a_smoke_sweep_scores_each_variant_against_one_scratch_run_per_architect
     assert 0.0 <= first["probe"]["10"] <= 1.0 and result["raw_pixels"]["probe"]["10"] > 0.5
     table = out.with_suffix(".md").read_text()
     assert "| `mae:train.epochs=1` |" in table and result["device"] in table
+    assert "python vit_fine_tune_sweep.py mae:train.epochs=1 simmim:train.epochs=1 --profile smoke" in table
