@@ -24,11 +24,12 @@ lab: setup
 lint: setup
 	$(BIN)/ruff check .
 
-# Tests run on every core (pytest-xdist; TEST_WORKERS=0 runs them in this process), one OpenMP thread
-# each: the tests and notebooks train tiny models, where a second thread mostly waits on the first, so two
-# workers on a 2-core machine take about 0.6× the time of one (measured 2026-12-04: unit 229 → 149 s,
-# notebooks 229 → 123 s on a 2-core Xeon).
-TEST_WORKERS ?= auto
+# Tests run on every CPU this process may use, up to 8 (pytest-xdist; TEST_WORKERS=0 runs them in this
+# process), one OpenMP thread each: the tests and notebooks train tiny models, where a second thread mostly
+# waits on the first, so two workers on a 2-core machine take about 0.6× the time of one (measured
+# 2026-12-04: unit 229 → 149 s, notebooks 229 → 123 s on a 2-core Xeon). The count is the CPUs in this
+# process's affinity mask, not xdist's "auto" (physical cores: 1 on a VM whose 2 vCPUs are one core's threads).
+TEST_WORKERS ?= $(shell python3 -c 'import os; n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(); print(min(8, n or 1))')
 
 unit: setup
 	OMP_NUM_THREADS=1 TRITON_INTERPRET=1 SSLCOOKBOOK_PROFILE=smoke MPLBACKEND=Agg $(PY) -m pytest tests -q \
