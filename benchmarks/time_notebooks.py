@@ -17,13 +17,12 @@ import datetime
 import json
 import os
 import platform
-import re
 import time
 from pathlib import Path
 
 import nbformat
 import torch
-from _machine import cpu_flags, device_name  # benchmarks/_machine.py (scripts run from this folder)
+from _machine import cpu_flags, device_name, slug  # benchmarks/_machine.py (scripts run from this folder)
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -87,8 +86,8 @@ def write_markdown(path: Path, meta: dict, rows: list[dict]) -> None:
     for row in rows:
         shown = " ".join(row["check_output"].split())[:400].replace("|", "\\|")
         outcome = "passed" if row["passed"] else "FAILED"
-        when = ", ".join(str(row.get(k, "")) for k in ("date", "load_average_after")) + ", "
-        when += row.get("cpu_flags", "unknown")
+        flags = row.get("cpu_flags", "unknown")
+        when = f"{row.get('date', '')}, {row.get('load_average_after', '')}, {flags}"
         lines.append(f"| {row['notebook']} | {row['seconds']:.0f} s | {outcome} | {when} | {shown} |")
     path.write_text("\n".join(lines) + "\n")
 
@@ -100,14 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     args = parser.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
-    rows = []
+    rows, flags = [], cpu_flags()
     for path in paths:
         print(f"{path.name} ({args.profile}) ...", flush=True)
         row = run_notebook(path, args.profile, args.timeout)
         outcome = "passed" if row["passed"] else f"FAILED: {row['error']}"
         print(f"  {row['seconds']:.0f} s, {outcome}", flush=True)
         # per row: a kept row of an earlier run may come from another machine printing the same model name
-        rows.append({**row, "cpu_flags": cpu_flags()})
+        rows.append({**row, "cpu_flags": flags})
     device = device_name()
     meta = {
         "profile": args.profile,
@@ -115,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "cpu_flags": cpu_flags(),
+        "cpu_flags": flags,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"notebooks_{args.profile}_{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')[:40]}"
+    stem = f"notebooks_{args.profile}_{slug(device)}"
     previous = RESULTS / f"{stem}.json"
     if previous.exists():  # keep the rows of the notebooks this run did not execute
         ran = {row["notebook"] for row in rows}

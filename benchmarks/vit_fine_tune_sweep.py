@@ -18,14 +18,13 @@ import argparse
 import datetime
 import json
 import platform
-import re
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
-from _machine import cpu_flags, device_name  # benchmarks/_machine.py (scripts run from this folder)
+from _machine import cpu_flags, device_name, slug  # benchmarks/_machine.py (scripts run from this folder)
 
 from sslcookbook import data, evaluate
 from sslcookbook.cli import parse_overrides
@@ -152,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     meta, rows = sweep(args.variants, args.profile, args.labels, args.draws)
     given = sys.argv[1:] if argv is None else argv
     meta["command"] = " ".join(["python vit_fine_tune_sweep.py", *(shlex.quote(a) for a in given)])
-    slug = re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")[:40]
-    out = args.out or RESULTS / f"vit_fine_tune_{args.profile}_{slug}"
+    out = args.out or RESULTS / f"vit_fine_tune_{args.profile}_{slug(meta['device'])}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({**meta, "variants": rows}, indent=1) + "\n")
     write_markdown(out.with_suffix(".md"), meta, rows)
