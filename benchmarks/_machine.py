@@ -37,6 +37,7 @@ def cpu_flags() -> str:
     return " ".join(flag for flag in SPEED_FLAGS if flag in present)
 
 
-def slug(text: str, length: int = 40) -> str:
-    """``text`` as a file-name part: lower case, runs of other characters as one "-", at most ``length``."""
+def slug(text: str, length: int | None = 40) -> str:
+    """``text`` as a file-name part: lower case, runs of other characters as one "-", at most ``length``
+    characters (None: all of them)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:length]

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import re
 import resource
 import shutil
 import sys
@@ -43,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
-from _machine import device_name  # benchmarks/_machine.py (scripts run from this folder)
+from _machine import device_name, slug  # benchmarks/_machine.py (scripts run from this folder)
 from PIL import Image
 
 from sslcookbook import augment, data
@@ -260,7 +259,7 @@ def main() -> None:
     if args.no_write:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"data_cpu_{re.sub(r'[^a-z0-9]+', '-', meta['device'].lower()).strip('-')[:40]}"
+    stem = f"data_cpu_{slug(meta['device'])}"
     json_path = RESULTS / f"{stem}.json"
     for r in rows:
         r["meta"] = meta

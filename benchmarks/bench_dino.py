@@ -24,7 +24,6 @@ import functools
 import gc
 import math
 import platform
-import re
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _machine import slug  # benchmarks/_machine.py (scripts run from this folder)
 
 from sslcookbook.losses.dino import dino_loss, dino_loss_reference
 
@@ -77,7 +77,7 @@ def environment() -> dict[str, str]:
 
 
 def device_slug(device: str) -> str:
-    return "cpu" if device.startswith("CPU") else re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+    return "cpu" if device.startswith("CPU") else slug(device, None)
 
 
 def make_inputs(batch: int, k: int, dtype: torch.dtype, device: str, seed: int = 0):

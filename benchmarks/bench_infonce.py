@@ -39,13 +39,13 @@ import datetime as dt
 import gc
 import math
 import os
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _machine import slug  # benchmarks/_machine.py (scripts run from this folder)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -120,10 +120,6 @@ def peak_tflops(device_name: str, dtype: torch.dtype, tf32: bool, override: floa
     if dtype in (torch.bfloat16, torch.float16):
         return tensor16
     return tensor32 if tf32 else fp32
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -491,7 +487,7 @@ def main(argv=None) -> int:
         "cuda": torch.version.cuda or "n/a",
         "started": started,
     }
-    stem = "infonce_" + slug(device_name) + ("-interpreter-smoke" if args.cpu_triton_smoke else "")
+    stem = "infonce_" + slug(device_name, None) + ("-interpreter-smoke" if args.cpu_triton_smoke else "")
     stem += "_quick" if args.quick else ""
     recorder = Recorder(args.out_dir / f"{stem}.csv", args.out_dir / f"{stem}.md", header, notes)
     print(f"device: {device_name}; writing {recorder.csv_path} and {recorder.md_path}", flush=True)

@@ -26,13 +26,13 @@ import argparse
 import csv
 import datetime as dt
 import os
-import re
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from _machine import device_name  # benchmarks/_machine.py: the script's folder is on sys.path
+from _machine import device_name
+from _machine import slug as file_slug  # benchmarks/_machine.py: the script's folder is on sys.path
 
 from sslcookbook.methods import MAE
 from sslcookbook.recipes import get_recipe
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     batch_size = args.batch or (1024 if amp else 256)
     repeats = 5 if args.quick else 11
     name = device_name()
-    slug = "cpu" if device.type == "cpu" else re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    slug = "cpu" if device.type == "cpu" else file_slug(name, None)
     rows = []
     for model in args.models:
         channels, side = MODELS[model][1:]

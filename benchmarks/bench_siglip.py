@@ -41,7 +41,6 @@ import gc
 import importlib.util
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -50,7 +49,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import device_name  # noqa: E402
+from _machine import device_name, slug  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -83,10 +82,6 @@ TILE_CANDIDATES = [
     (32, 64, 4, 3),
 ]
 PARITY_FIELDS = ["utc_date", "device", "backend", "dtype", "dim", "batch", "loss", "dx", "dy", "dt", "db"]
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -485,7 +480,7 @@ def main(argv=None) -> int:
         "cuda": torch.version.cuda or "n/a",
         "started": started,
     }
-    stem = args.out_dir / ("siglip_" + slug(name) + ("_quick" if args.quick else ""))
+    stem = args.out_dir / ("siglip_" + slug(name, None) + ("_quick" if args.quick else ""))
     recorder = Recorder(stem, header, notes)
     print(f"device: {name}; writing {stem}.csv and .md", flush=True)
 

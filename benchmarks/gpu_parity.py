@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import re
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from _machine import slug as file_slug  # noqa: E402  (benchmarks/_machine.py: the script's folder)
 
 from sslcookbook import losses  # noqa: E402
 from sslcookbook.kernels import siglip  # noqa: E402
@@ -144,7 +144,7 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     rows = [{**r, **stamp} for r in rows]
-    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+    slug = file_slug(device, None)
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / f"kernel_parity_{slug}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

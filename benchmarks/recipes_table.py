@@ -17,13 +17,12 @@ import datetime
 import json
 import os
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _machine import device_name  # benchmarks/_machine.py (scripts run from this folder)
+from _machine import device_name, slug  # benchmarks/_machine.py (scripts run from this folder)
 
 from sslcookbook.profiles import PROFILES
 from sslcookbook.recipes import RECIPES
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"recipes_{args.profile}_{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')[:40]}"
+    stem = f"recipes_{args.profile}_{slug(device)}"
     json_path = RESULTS / f"{stem}.json"
     for name in args.recipes or sorted(RECIPES):
         print(f"{name} ({args.profile}) ...", flush=True)

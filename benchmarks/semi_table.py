@@ -23,12 +23,11 @@ import datetime
 import json
 import os
 import platform
-import re
 import time
 from pathlib import Path
 
 import torch
-from _machine import device_name  # benchmarks/_machine.py (scripts run from this folder)
+from _machine import device_name, slug  # benchmarks/_machine.py (scripts run from this folder)
 
 from sslcookbook import data, evaluate
 from sslcookbook.augment.strong import weak_strong_views
@@ -208,8 +207,7 @@ def _meta(profile, setting, train, test, seed, ssl_seconds, started) -> dict:
 
 def _results_stem(meta: dict, suffix: str = "") -> Path:
     """benchmarks/results/semi_<profile>_<device><suffix> (the .md and .json share it)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
-    return RESULTS / f"semi_{meta['profile']}_{slug}{suffix}"
+    return RESULTS / f"semi_{meta['profile']}_{slug(meta['device'], None)}{suffix}"
 
 
 def write(meta: dict, rows: list[dict], columns=COLUMNS) -> Path:
