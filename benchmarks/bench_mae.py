@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 import torch
-from _machine import device_name
-from _machine import slug as file_slug  # benchmarks/_machine.py: the script's folder is on sys.path
+from _machine import device_name  # benchmarks/_machine.py: the script's folder is on sys.path
+from _machine import slug as file_slug
 
 from sslcookbook.methods import MAE
 from sslcookbook.recipes import get_recipe

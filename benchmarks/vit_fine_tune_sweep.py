@@ -5,8 +5,9 @@ training digits (seed 0), then scored on 20% of them held out (``train.split(0.2
 and 09 do; never the test split): its linear probe and kNN on frozen features, and its fine-tuning accuracy
 with the recipe's protocol (``Setting.fine_tune``) at ``--labels`` labels per class, averaged over ``--draws``
 labelled draws (the single-draw figure the notebooks report moves by about ±2 points between draws). Beside
-them: the same ViT trained from scratch with the same steps and views, once per distinct architecture, and the
-raw-pixel probe. Run from this folder; writes ``results/vit_fine_tune_<profile>_<device>.{json,md}``.
+them: the same ViT trained from scratch with the same steps and views (once per distinct architecture, steps
+and views), and the raw-pixel probe. Run from this folder; writes
+``results/vit_fine_tune_<profile>_<device>.{json,md}``.
 
     python vit_fine_tune_sweep.py                      # the default variants, cpu profile
     python vit_fine_tune_sweep.py mae mae:train.epochs=200 --draws 5
@@ -29,6 +30,7 @@ from _machine import cpu_flags, device_name, slug  # benchmarks/_machine.py (scr
 from sslcookbook import data, evaluate
 from sslcookbook.cli import parse_overrides
 from sslcookbook.recipes import get_recipe
+from sslcookbook.settings import FINE_TUNE_DEFAULTS
 from sslcookbook.train import fit
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,6 +60,15 @@ def fine_tuned_over_draws(backbone, protocol, labelled, labels: int, draws: int,
     return {"mean": sum(accuracies) / draws, "draws": accuracies}
 
 
+def scratch_key(resolved, protocol) -> str:
+    """What the from-scratch baseline depends on: the architecture, the steps and the views (not the
+    fine-tuning optimiser, which it does not use); variants that share it share one baseline run."""
+    tuning = {**FINE_TUNE_DEFAULTS, **resolved.setting.fine_tune}
+    s = resolved.setting
+    key = [s.backbone, s.backbone_kwargs, protocol.steps, tuning["views"], tuning["view_strength"]]
+    return json.dumps(key, sort_keys=True)
+
+
 def sweep(variants: list[str], profile: str, labels: int, draws: int) -> tuple[dict, list[dict]]:
     train = data.load("digits", "train")
     fit_part, val = train.split(0.2, seed=0)
@@ -83,12 +94,12 @@ def sweep(variants: list[str], profile: str, labels: int, draws: int) -> tuple[d
             evaluate.embed(backbone, fit_part.images), fit_part.labels,
             evaluate.embed(backbone, val.images), val.labels,
         )
-        # 3. fine-tuning with the recipe's protocol; the same ViT from scratch, once per architecture
+        # 3. fine-tuning with the recipe's protocol; the same ViT from scratch once per scratch_key
         protocol = resolved.fine_tune_protocol(train.image_shape)
         tuned = fine_tuned_over_draws(backbone, protocol, labelled, labels, draws, from_scratch=False)
-        architecture = json.dumps(resolved.setting.backbone_kwargs, sort_keys=True)
-        if architecture not in scratch:
-            scratch[architecture] = fine_tuned_over_draws(
+        baseline = scratch_key(resolved, protocol)
+        if baseline not in scratch:
+            scratch[baseline] = fine_tuned_over_draws(
                 backbone, protocol, labelled, labels, draws, from_scratch=True
             )
         row = {
@@ -100,7 +111,7 @@ def sweep(variants: list[str], profile: str, labels: int, draws: int) -> tuple[d
             "probe": frozen["probe"],
             "knn": frozen["knn"],
             "fine_tune": tuned,
-            "scratch": scratch[architecture],
+            "scratch": scratch[baseline],
         }
         rows.append(row)
         print(f"{text}: probe@{key} {frozen['probe'][key]:.3f}, fine-tuned {tuned['mean']:.3f}, "
