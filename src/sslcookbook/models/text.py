@@ -5,16 +5,17 @@ x + MLP(LN(x)); Vaswani et al. 2017 with the pre-norm of GPT-2 and CLIP's text t
 and one vector per caption: the state at the end-of-text token (CLIP's choice, Radford et al. 2021) or
 the mean over the non-padding tokens. Padding (token 0) is masked out of attention, so a caption's
 features do not depend on how much padding follows it. Attention is
-``torch.nn.functional.scaled_dot_product_attention`` (a fused kernel where PyTorch has one).
+``torch.nn.functional.scaled_dot_product_attention`` (a fused kernel where PyTorch has one; in fp32 on the
+CPU, ``models/attention.py``).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.text import EOT, PAD
+from .attention import attend
 
 POOLS = ("eot", "mean")
 
@@ -52,7 +53,7 @@ class TransformerBlock(nn.Module):
                 causal = False  # the one new position attends to every earlier one
             cache["k"], cache["v"] = k, v
         # keep: B×1×1×L, True = attend
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=causal)
+        attended = attend(q, k, v, attn_mask=keep, is_causal=causal)
         x = x + self.out(attended.transpose(1, 2).reshape(b, length, width))
         return x + self.mlp(self.norm2(x))
 

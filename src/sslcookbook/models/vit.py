@@ -6,8 +6,8 @@ is added, a learned CLS token is prepended and pre-norm transformer blocks mix t
     t₀ = [cls; patches(x)·W + pos],   tₗ = tₗ₋₁ + MHSA(LN(tₗ₋₁)),   tₗ = tₗ + MLP(LN(tₗ)),   out = LN(t_L)
 
 Attention is ``torch.nn.functional.scaled_dot_product_attention`` (FlashAttention or memory-efficient
-attention on a GPU, a fused kernel on the CPU); ``attention="plain"`` spells out softmax(QKᵀ/√d)V, for
-the benchmark and for the attention maps.
+attention on a GPU, a fused kernel on the CPU, in fp32 there: ``models/attention.py``);
+``attention="plain"`` spells out softmax(QKᵀ/√d)V, for the benchmark and for the attention maps.
 
 Beyond ``forward(x) -> B×feature_dim`` (what every method and evaluation uses), the encoder is open in
 the middle so masked-image and JEPA methods can work on tokens:
@@ -27,6 +27,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .attention import attend
 
 POSITIONS = ("sincos", "learned")
 POOLS = ("cls", "mean")
@@ -90,7 +92,7 @@ class Attention(nn.Module):
             weights = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(dim=-1)
             mixed = weights @ v
         else:
-            weights, mixed = None, F.scaled_dot_product_attention(q, k, v)
+            weights, mixed = None, attend(q, k, v)
         mixed = self.out(mixed.transpose(1, 2).reshape(b, n, d))
         return (mixed, weights) if return_weights else mixed
 
