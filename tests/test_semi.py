@@ -187,8 +187,11 @@ def _model(seed=0):
 CONFIG = SemiConfig(steps=6, batch_size=8, mu=2, log_every=1, checkpoint_every=2)
 
 
-@pytest.mark.parametrize("kind", ["fixmatch", "mean_teacher"])
-def test_resume_is_bit_exact_and_keeps_the_split(digits, tmp_path, kind):
+@pytest.mark.parametrize(
+    "kind, channels_last", [("fixmatch", False), ("mean_teacher", False), ("fixmatch", True)]
+)
+def test_resume_is_bit_exact_and_keeps_the_split(digits, tmp_path, kind, channels_last):
+    CONFIG = globals()["CONFIG"].replace(channels_last=channels_last)
     split = labelled_split(digits, 2, seed=3)
     views = weak_strong_views(digits.image_shape)
     build = {
@@ -267,3 +270,16 @@ def test_semi_settings_have_every_profile():
     for profile in ("smoke", "cpu", "gpu", "full"):
         setting = semi_setting(profile)
         assert setting.config.steps >= 1 and setting.data in ("digits", "cifar10")
+
+
+def test_channels_last_trains_nhwc_with_the_same_arithmetic(digits):
+    """NHWC weights and views, and the loss curve of NCHW up to float rounding (no other change)."""
+    split, views = labelled_split(digits, 2, seed=3), weak_strong_views(digits.image_shape)
+    nchw, nhwc = FixMatch(_model(), threshold=0.5), FixMatch(_model(), threshold=0.5)
+    a = train_semi(nchw, split, views, CONFIG, progress=False)
+    b = train_semi(nhwc, split, views, CONFIG.replace(channels_last=True), progress=False)
+    conv = next(p for p in nhwc.parameters() if p.dim() == 4 and p.shape[1] > 1)  # C = 1: both layouts
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    torch.testing.assert_close(a.column("loss"), b.column("loss"), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="channels_last must be True or False"):
+        train_semi(FixMatch(_model()), split, views, CONFIG.replace(channels_last="yes"), progress=False)

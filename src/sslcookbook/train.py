@@ -291,7 +291,7 @@ def optimise_step(
     ranks in backward), gradient clipping, the optimiser step, then ``method.after_step(progress)``, where
     momentum encoders follow the online ones. Returns the method's output dict."""  # fmt: skip
     if config.channels_last:
-        batch_views = [_nhwc(v) for v in batch_views]
+        batch_views = [as_channels_last(v) for v in batch_views]
     with torch.autocast(batch_views[0].device.type, dtype=torch.bfloat16, enabled=use_amp):
         out = step_module(batch_views, labels, indices, captions)
     optimizer.zero_grad(set_to_none=True)
@@ -362,7 +362,8 @@ def _apply_speed_settings(method: torch.nn.Module, config: TrainConfig, device: 
         )
 
 
-def _nhwc(view: torch.Tensor) -> torch.Tensor:
+def as_channels_last(view: torch.Tensor) -> torch.Tensor:
+    """A 4-D view in NHWC memory order (the layout ``channels_last`` trains in); other tensors as they are."""
     return view.contiguous(memory_format=torch.channels_last) if view.dim() == 4 else view
 
 
