@@ -53,14 +53,9 @@ def pytorch_attention(q, k, v, attn_mask=None, is_causal=False):
 
 
 def fp32_attention(q, k, v, attn_mask=None, is_causal=False):
-    """``attend`` with no length limit: bf16 inputs always through fp32 attention (the op table's
-    variant, which finds ``CPU_FP32_MAX_KEYS``)."""
-    saved = attention_module.CPU_FP32_MAX_KEYS
-    attention_module.CPU_FP32_MAX_KEYS = 1 << 62
-    try:
-        return attention_module.attend(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-    finally:
-        attention_module.CPU_FP32_MAX_KEYS = saved
+    """What ``attend`` does with bf16 on the CPU, at every length (the op table's variant, which finds
+    ``CPU_FP32_MAX_KEYS``): attention in fp32, the result cast back."""
+    return pytorch_attention(q.float(), k.float(), v.float(), attn_mask, is_causal).to(q.dtype)
 
 
 @contextlib.contextmanager

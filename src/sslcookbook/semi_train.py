@@ -161,7 +161,6 @@ def train_semi(
     method.to(device)
     if config.channels_last:
         method.to(memory_format=torch.channels_last)  # 4-D weights only; the rest is unchanged
-        views = _channels_last_views(views)
     optimizer = _optimizer(method, config)
     images_l, labels_l = split.labelled.images.to(device), split.labelled.labels.to(device)
     images_u, labels_u = split.unlabelled.images.to(device), split.unlabelled.labels.to(device)
@@ -212,6 +211,9 @@ def train_semi(
             torch.manual_seed((config.seed * 1_000_003 + 2 * 7_919 + step) % (2**63))
             labelled = views(images_l[idx_l], generator=view_generator)[0]
             unlabelled = views(images_u[idx_u], generator=view_generator) if method.uses_unlabelled else None
+            if config.channels_last:  # the views the step uses, in the model's layout
+                labelled = as_channels_last(labelled)
+                unlabelled = None if unlabelled is None else [as_channels_last(v) for v in unlabelled]
             for group in optimizer.param_groups:
                 group["lr"] = fixmatch_lr(step, config.steps, config.lr)
             method.progress = step / config.steps  # ramp-ups read it; kept out of the state: step says it
@@ -235,15 +237,6 @@ def train_semi(
         raise FloatingPointError(f"the loss became {history.steps[-1]['loss']}: lower lr (got {config.lr})")
     checkpoint()
     return history
-
-
-def _channels_last_views(views):
-    """``views`` whose 4-D outputs are NHWC (the weak and strong views of ``train_semi``)."""
-
-    def nhwc_views(images, generator=None):
-        return [as_channels_last(view) for view in views(images, generator=generator)]
-
-    return nhwc_views
 
 
 def _row(step: int, out: dict, true_labels: torch.Tensor, optimizer) -> dict:

@@ -33,16 +33,19 @@ def attend(
     """``F.scaled_dot_product_attention(q, k, v, attn_mask, is_causal)`` (B×H×L×d each), in fp32 on the CPU
     when the inputs are bf16/fp16 or CPU autocast is on and there are at most ``CPU_FP32_MAX_KEYS`` keys;
     the result has q's dtype."""
-    reduced = q.dtype in _REDUCED or torch.is_autocast_enabled("cpu")
-    if q.device.type != "cpu" or not reduced or k.shape[-2] > CPU_FP32_MAX_KEYS:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-    if attn_mask is not None and attn_mask.is_floating_point():
-        attn_mask = attn_mask.float()
-    with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs back to bf16
-        out = F.scaled_dot_product_attention(
-            q.float(), k.float(), v.float(), attn_mask=attn_mask, is_causal=is_causal
-        )
-    return out.to(q.dtype)
+    if (
+        q.device.type == "cpu"
+        and k.shape[-2] <= CPU_FP32_MAX_KEYS
+        and (q.dtype in _REDUCED or torch.is_autocast_enabled("cpu"))
+    ):
+        if attn_mask is not None and attn_mask.is_floating_point():
+            attn_mask = attn_mask.float()
+        with torch.autocast("cpu", enabled=False):  # autocast would cast the fp32 inputs back to bf16
+            out = F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=attn_mask, is_causal=is_causal
+            )
+        return out.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
 
 
 __all__ = ["attend"]
