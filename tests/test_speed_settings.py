@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from sslcookbook.methods import BYOL, SimCLR
-from sslcookbook.models import SmallCNN
-from sslcookbook.train import TrainConfig, fit
+from sslcookbook.methods import BYOL, MAE, SimCLR
+from sslcookbook.models import SmallCNN, vit_tiny
+from sslcookbook.train import TrainConfig, compile_backbone, fit
 
 CONFIG = TrainConfig(epochs=1, batch_size=16, lr=0.05, max_steps_per_epoch=2, log_every=1)
 
@@ -119,3 +119,37 @@ def test_compile_mode_reaches_torch_compile_and_default_trains_a_step(monkeypatc
 def test_an_unknown_compile_mode_is_refused_before_training(mode):
     with pytest.raises(ValueError, match="compile_mode must be one of None, 'default', 'reduce-overhead'"):
         train(new_simclr(), compile=True, compile_mode=mode)
+
+
+def new_mae(seed=0):
+    torch.manual_seed(seed)
+    return MAE(vit_tiny(in_channels=3, image_size=8, patch_size=4, depth=2), 16, 1, 2)
+
+
+def one_view(images, generator=None):
+    return [images.float() / 255]
+
+
+def test_compile_reaches_the_token_path_of_a_vit_method():
+    # MAE calls the ViT's embed_patches and encode, never its forward: compile_backbone compiles each
+    # block, so the compiled graphs run (and give the eager losses) on the path the method takes.
+    reference = fit(new_mae(), tiny_data(), one_view, CONFIG, progress=False).losses
+    method = new_mae()
+    graphs = []
+
+    def counting_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    losses = fit(method, tiny_data(), one_view, CONFIG, progress=False, compile=counting_backend).losses
+    assert all(block._compiled_call_impl is not None for block in method.backbone.blocks)
+    assert method.backbone._compiled_call_impl is None  # its forward is not what MAE calls
+    assert graphs, "no block ran through TorchDynamo"
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(reference), rtol=1e-4, atol=1e-5)
+    assert "_orig_mod" not in "".join(method.state_dict())
+
+
+def test_compile_backbone_compiles_a_cnn_whole():
+    cnn = SmallCNN(in_channels=3, width=8)
+    compile_backbone(cnn, backend="eager")
+    assert cnn._compiled_call_impl is not None

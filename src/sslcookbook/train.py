@@ -61,7 +61,7 @@ class TrainConfig:
     # Speed settings (benchmarks/bench_train.py measures them; off by default, the results unchanged):
     channels_last: bool = False  # conv weights and views in NHWC (oneDNN's and cuDNN's fast layout)
     view_forward: str | None = None  # two-view methods: "concat", "split" or "auto" (TwoViewMethod)
-    compile: bool | str = False  # torch.compile the backbone (True: inductor; a str names the backend)
+    compile: bool | str = False  # torch.compile the backbone (compile_backbone); True: inductor; a backend
     # torch.compile's mode, used when compile is on (COMPILE_MODES): None or "default" (fuse kernels);
     # "reduce-overhead": also CUDA graphs on a GPU, replaying each step's kernel launches, which needs static
     # shapes (fit's batches all have batch_size rows; compile one more graph per new view size), more
@@ -351,8 +351,7 @@ def _apply_speed_settings(method: torch.nn.Module, config: TrainConfig, device: 
         method.view_forward = config.view_forward
     if config.compile:
         backend = "inductor" if config.compile is True else config.compile
-        # in place: the state dict's keys stay the same
-        method.backbone.compile(backend=backend, mode=config.compile_mode)
+        compile_backbone(method.backbone, backend, config.compile_mode)
     use_amp = device.type == "cuda" if config.amp is None else config.amp
     if use_amp and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         warnings.warn(
@@ -360,6 +359,20 @@ def _apply_speed_settings(method: torch.nn.Module, config: TrainConfig, device: 
             "fp32 here; set amp=False",
             stacklevel=3,
         )
+
+
+def compile_backbone(backbone: torch.nn.Module, backend: str = "inductor", mode: str | None = None) -> None:
+    """``torch.compile`` a backbone in place (its state dict keeps its keys). A transformer with an
+    ``encode`` token path (the ViT, the sequence transformer) has each of its blocks compiled instead of
+    its ``forward``: the masked and JEPA methods call ``embed_patches`` and ``encode``, never ``forward``,
+    so a compiled ``forward`` would leave them eager. Compiling the repeated block ("regional
+    compilation") reaches both paths, and its graph is built once and reused by every block."""
+    blocks = getattr(backbone, "blocks", None)
+    if hasattr(backbone, "encode") and isinstance(blocks, torch.nn.ModuleList):
+        for block in blocks:
+            block.compile(backend=backend, mode=mode)
+    else:
+        backbone.compile(backend=backend, mode=mode)
 
 
 def as_channels_last(view: torch.Tensor) -> torch.Tensor:
