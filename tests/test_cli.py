@@ -4,6 +4,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from sslcookbook.models import load_backbone
 from sslcookbook.models.export import read_metadata
 from sslcookbook.profiles import FINE_TUNE_STEPS, PROFILES
 from sslcookbook.recipes import RECIPES, get_recipe
-from sslcookbook.runner import load_trained_method
+from sslcookbook.runner import load_trained_method, run_recipe
 
 
 def test_list_shows_every_recipe(capsys):
@@ -263,18 +264,24 @@ def test_eval_fine_tunes_as_the_run_did_unless_told_not_to(smoke_run, capsys):
     assert "probe@1" in table and "ft@" not in table
 
 
-def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_scratch(monkeypatch):
+def _record_fine_tuning(monkeypatch) -> dict:
+    """runner.fine_tune and runner.supervised_baseline replaced by recorders of their arguments."""
     calls = {}
 
     def recorder(name):
-        def record(backbone, *splits, steps, views, device, **optimizer):
-            calls[name] = (backbone, steps, views, [len(split) for split in splits], optimizer)
+        def record(backbone, *splits, steps, views, device, amp, **optimizer):
+            calls[name] = (backbone, steps, views, [len(split) for split in splits], optimizer, amp)
             return {"1": 0.5, "10": 0.6, "all": 0.7}
 
         return record
 
     monkeypatch.setattr(runner, "fine_tune", recorder("ssl"))
     monkeypatch.setattr(runner, "supervised_baseline", recorder("random"))
+    return calls
+
+
+def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_scratch(monkeypatch):
+    calls = _record_fine_tuning(monkeypatch)
     train = data.load("digits", "train").subset(200, seed=0)
     test = data.load("digits", "test").subset(30, seed=0)
     method = get_recipe("simclr").resolve("smoke", {"backbone.width": 8}).build(in_channels=1)
@@ -283,10 +290,10 @@ def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_
     results = runner._evaluate(method, train, test, "cpu", protocol)
     assert results["fine_tune_steps"] == FINE_TUNE_STEPS["cpu"] and results["fine_tune_views"] is None
     for name in ("ssl", "random"):
-        backbone, steps, views, sizes, optimizer = calls[name]
+        backbone, steps, views, sizes, optimizer, amp = calls[name]
         assert backbone is method.backbone and steps == FINE_TUNE_STEPS["cpu"] and views is None
         assert optimizer == {}  # fine_tune's and supervised_baseline's own lr, weight decay, layer decay
-        assert sizes == [200, 200, 30, 30]
+        assert sizes == [200, 200, 30, 30] and amp is False
     assert "fine_tune" not in runner._evaluate(method, train, test, "cpu", None)
     text = runner.format_results(results)
     assert "70.0%" in text and text.splitlines()[2].split()[-3:] == ["—", "—", "—"]  # the raw row
@@ -305,6 +312,20 @@ def test_the_runner_fine_tunes_the_ssl_weights_and_trains_the_same_network_from_
     results = runner._evaluate(method, train, test, "cpu", resolved.fine_tune_protocol(train.image_shape))
     assert calls["ssl"][4] == {"lr": 2e-3, "layer_decay": 1.0} and calls["random"][4] == {}
     assert results["fine_tune_views"] == "lr 0.002, layer decay 1"
+    runner._evaluate(method, train, test, "cpu", protocol, amp=True)
+    assert calls["ssl"][5] is True and calls["random"][5] is True
+
+
+@pytest.mark.parametrize("amp", [True, None])
+def test_run_recipe_fine_tunes_under_autocast_only_when_train_amp_is_set(amp, monkeypatch, tmp_path):
+    # amp left at None (bf16 on CUDA for pre-training) keeps the report's fine-tuning in fp32, as before
+    calls = _record_fine_tuning(monkeypatch)
+    overrides = {"backbone.width": 8, "fine_tune.steps": 1, **({} if amp is None else {"train.amp": amp})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # amp on a CPU without native bf16 warns
+        run_recipe("simclr", profile="smoke", out=tmp_path, progress=False, figures=False,
+                   overrides=overrides)
+    assert calls["ssl"][5] is (amp is True) and calls["random"][5] is (amp is True)
 
 
 def test_fine_tuning_budgets_are_set_for_every_profile_and_small_in_smoke():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -522,6 +523,56 @@ def test_fine_tune_gives_a_vit_a_batchnorm_head_that_leaves_the_chance_plateau()
         fine_tune(vit, *args, head_norm="layer")
     with pytest.raises(ValueError, match="layer_decay needs a ViT"):
         fine_tune(_conv_backbone(), *args, layer_decay=0.75)
+
+
+class _RecordsAutocast(nn.Module):
+    """The projection backbone, noting for each call whether bf16 autocast was on and its output's dtype."""
+
+    def __init__(self, direction):
+        super().__init__()
+        self.inner = _Projection(direction)
+        self.calls = []
+
+    def forward(self, x):
+        out = self.inner(x)
+        self.calls.append((torch.is_autocast_enabled("cpu"), out.dtype, self.training))
+        return out
+
+
+@pytest.mark.parametrize("protocol", [fine_tune, supervised_baseline])
+def test_amp_trains_under_bf16_autocast_and_scores_in_fp32(protocol, monkeypatch):
+    from sslcookbook.evaluate import supervised as module
+
+    trained = []
+    score = module._accuracy
+    monkeypatch.setattr(module, "_accuracy", lambda model, *a: trained.append(model) or score(model, *a))
+    direction = torch.randn(36, generator=torch.Generator().manual_seed(0))
+    train_x, train_y = _projection_task(200, 1, direction)
+    test_x, test_y = _projection_task(400, 2, direction)
+    kwargs = dict(labels_per_class=[None], steps=30, lr=1e-2)
+    fp32 = protocol(_RecordsAutocast(direction), train_x, train_y, test_x, test_y, **kwargs)["all"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU without native bf16 warns that autocast is slow there
+        bf16 = protocol(_RecordsAutocast(direction), train_x, train_y, test_x, test_y, amp=True, **kwargs)
+    bf16 = bf16["all"]
+    calls = trained[-1].backbone.calls
+    training = [(on, dtype) for on, dtype, mode in calls if mode]
+    scoring = [(on, dtype) for on, dtype, mode in calls if not mode]  # sizing the head, then scoring
+    assert training == [(True, torch.bfloat16)] * 30
+    assert scoring and set(scoring) == {(False, torch.float32)}
+    assert all(p.dtype == torch.float32 for p in trained[-1].parameters())  # fp32 weights and optimiser
+    fp32_calls = trained[0].backbone.calls
+    assert {(on, dtype) for on, dtype, _ in fp32_calls} == {(False, torch.float32)}
+    assert abs(bf16 - fp32) <= 0.05, (bf16, fp32)
+    with pytest.raises(TypeError, match="amp must be True or False"):
+        protocol(_RecordsAutocast(direction), train_x, train_y, test_x, test_y, amp="bf16")
+
+
+def test_amp_on_a_cpu_without_native_bf16_warns(monkeypatch):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    x, y = _halves(3, seed=0)
+    with pytest.warns(UserWarning, match="amp=True on a CPU without native bf16"):
+        fine_tune(_conv_backbone(), x, y, x, y, labels_per_class=[None], steps=1, amp=True)
 
 
 def test_layer_decay_scales_a_vits_learning_rate_from_head_to_patch_embedding():

@@ -131,7 +131,7 @@ def run_recipe(
         "final_loss": history.losses[-1] if history.losses else None,
     }
     protocol = resolved.fine_tune_protocol(train_ds.image_shape) if fine_tuning else None
-    results.update(_evaluate(method, train_ds, test_ds, device, protocol))
+    results.update(_evaluate(method, train_ds, test_ds, device, protocol, amp=setting.train.amp is True))
     if figures:
         results["figures"] = _figures(method, history, train_ds, test_ds, results, out, device)
     _write_json(out / "results.json", results)
@@ -174,7 +174,7 @@ def evaluate_checkpoint(
     method.to(device)
     results = {**meta, "checkpoint": str(path), "epochs_trained": state["epoch"]}
     protocol = resolved.fine_tune_protocol(train_ds.image_shape) if fine_tuning else None
-    results.update(_evaluate(method, train_ds, test_ds, device, protocol))
+    results.update(_evaluate(method, train_ds, test_ds, device, protocol, amp=setting.train.amp is True))
     return results
 
 
@@ -196,12 +196,15 @@ def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     )
 
 
-def _evaluate(method, train_ds, test_ds, device, fine_tune_protocol: FineTuneProtocol | None = None) -> dict:
+def _evaluate(
+    method, train_ds, test_ds, device, fine_tune_protocol: FineTuneProtocol | None = None, amp: bool = False
+) -> dict:
     """The frozen-feature report for ssl / raw / random; with ``fine_tune_protocol``
     (``Resolved.fine_tune_protocol``), also end-to-end training on the probe's label draws: from the SSL
     weights (``ssl``, with the protocol's optimiser settings) and from scratch (``random``, with
-    ``supervised_baseline``'s optimiser), both with the same steps and views. Raw pixels have no network to
-    fine-tune."""
+    ``supervised_baseline``'s optimiser), both with the same steps and views, under bf16 autocast when
+    ``amp`` (the recipe's ``train.amp`` set to True: left at None, the report fine-tunes in fp32 as it
+    always has). Raw pixels have no network to fine-tune."""
     encoder = method.evaluation_backbone  # I-JEPA: its target encoder, as the paper evaluates
     scores = compare_baselines(encoder, train_ds, test_ds, device=device)
     results = {
@@ -218,8 +221,8 @@ def _evaluate(method, train_ds, test_ds, device, fine_tune_protocol: FineTunePro
         results["fine_tune_steps"] = steps
         results["fine_tune_views"] = described
         results["fine_tune"] = {
-            "ssl": fine_tune(encoder, *splits, steps=steps, views=views, device=device, **optimizer),
-            "random": supervised_baseline(encoder, *splits, steps=steps, views=views, device=device),
+            "ssl": fine_tune(encoder, *splits, steps=steps, views=views, device=device, amp=amp, **optimizer),
+            "random": supervised_baseline(encoder, *splits, steps=steps, views=views, device=device, amp=amp),
         }
     if getattr(method, "uses_text", False) and getattr(test_ds, "tokens", None) is not None:
         results.update(_language_image_scores(method, test_ds))

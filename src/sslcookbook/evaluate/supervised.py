@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable, Iterable
 
 import torch
@@ -176,6 +177,7 @@ def _train_and_score(
     from_scratch: bool = True,
     batch_norm: bool = False,
     layer_decay: float | None = None,
+    amp: bool = False,
 ) -> float:
     """Train a copy of ``backbone`` (re-initialised when ``from_scratch``, else with its trained weights) +
     a linear head on (images, labels); test accuracy in [0, 1]."""
@@ -210,7 +212,8 @@ def _train_and_score(
         else:
             x = views(x, generator=view_generator)
             x = x[0] if isinstance(x, (list, tuple)) else x  # a two-view preset: its first view
-        loss = F.cross_entropy(model(x), labels[idx])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(model(x), labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -238,6 +241,7 @@ def supervised_baseline(
     device: str | torch.device | None = None,
     progress: bool = False,
     head_norm: str | None = "auto",
+    amp: bool = False,
 ) -> dict[str, float]:
     """Test accuracy of ``backbone``'s architecture trained from scratch on few labels, per label budget.
 
@@ -258,6 +262,9 @@ def supervised_baseline(
         head_norm: ``"batch"``: a BatchNorm without affine parameters between the features and the
             linear layer; None: the linear layer alone; ``"auto"`` (default): ``"batch"`` for a ViT (its
             LayerNormed features barely vary across images: see the module docstring), None otherwise.
+        amp: train under bf16 autocast (the weights, the optimiser and the scoring stay fp32): on a GPU,
+            or a CPU with native bf16 (AVX512-BF16 or AMX), where a ViT's steps run about 1.5× faster
+            (``benchmarks/bench_fine_tune_amp.py``). Off by default: the notebooks' values are fp32's.
     Returns:
         ``{"1": acc, "10": acc, "all": acc}`` (keys as :func:`label_efficiency` writes them).
     """
@@ -265,7 +272,7 @@ def supervised_baseline(
         backbone, train_images, train_labels, test_images, test_labels, labels_per_class,
         views=views, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
         repeats=repeats, device=device, progress=progress, from_scratch=True, description="supervised",
-        head_norm=head_norm, layer_decay=None,
+        head_norm=head_norm, layer_decay=None, amp=amp,
     )
 
 
@@ -288,6 +295,7 @@ def fine_tune(
     progress: bool = False,
     head_norm: str | None = "auto",
     layer_decay: float | str | None = "auto",
+    amp: bool = False,
 ) -> dict[str, float]:
     """Test accuracy of ``backbone`` fine-tuned end to end on few labels, per label budget.
 
@@ -305,6 +313,7 @@ def fine_tune(
             lr·decay^(L−i), the patch and position embeddings at lr·decay^(L+1), the final norm and the
             head at lr; ``"auto"`` (default): ``VIT_LAYER_DECAY`` (0.75) for a ViT, None (one learning
             rate) otherwise; 1.0 (as None) trains every layer at lr.
+        amp: as in :func:`supervised_baseline` (bf16 autocast for the training steps).
 
     Returns:
         ``{"1": acc, "10": acc, "all": acc}``, accuracies in [0, 1].
@@ -313,14 +322,14 @@ def fine_tune(
         backbone, train_images, train_labels, test_images, test_labels, labels_per_class,
         views=views, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
         repeats=repeats, device=device, progress=progress, from_scratch=False, description="fine-tune",
-        head_norm=head_norm, layer_decay=layer_decay,
+        head_norm=head_norm, layer_decay=layer_decay, amp=amp,
     )
 
 
 def _few_label_training(
     backbone, train_images, train_labels, test_images, test_labels, labels_per_class, *, views, steps,
     batch_size, lr, weight_decay, seed, repeats, device, progress, from_scratch: bool, description: str,
-    head_norm, layer_decay,
+    head_norm, layer_decay, amp: bool = False,
 ) -> dict[str, float]:
     if not isinstance(backbone, nn.Module):
         raise TypeError(
@@ -347,6 +356,8 @@ def _few_label_training(
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
         raise ValueError(f"repeats must be a positive int or None, got {repeats!r}")
+    if not isinstance(amp, bool):
+        raise TypeError(f"amp must be True or False (bf16 autocast for the training steps), got {amp!r}")
     if views is not None and not callable(views):
         raise TypeError(f"views must be callable as views(images, generator=g), got {type(views).__name__}")
     if isinstance(getattr(views, "pipelines", None), list) and views.pipelines:
@@ -354,6 +365,12 @@ def _few_label_training(
     if device is None:
         device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     device = torch.device(device)
+    if amp and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn(
+            "amp=True on a CPU without native bf16 (AVX512-BF16 or AMX): autocast will be slower than "
+            "fp32 here; set amp=False",
+            stacklevel=3,
+        )
     num_classes = resolve_num_classes(None, train_labels, test_labels)
     batch_norm = _resolve_head_norm(head_norm, backbone)
     layer_decay = _resolve_layer_decay(layer_decay, backbone, from_scratch)
@@ -389,6 +406,7 @@ def _few_label_training(
                         from_scratch=from_scratch,
                         batch_norm=batch_norm and idx.numel() > 1,  # BatchNorm needs two images a batch
                         layer_decay=layer_decay,
+                        amp=amp,
                     )
                 )
             results[_label_key(k)] = sum(scores) / len(scores)
