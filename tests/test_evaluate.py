@@ -373,6 +373,37 @@ def _conv_backbone():
     )
 
 
+def _every_encoder():
+    """One small instance of every encoder architecture the library builds (images, series, text)."""
+    from sslcookbook.models import build_backbone
+    from sslcookbook.models.char_lm import CharLM
+    from sslcookbook.models.sequence import ConvEncoder1d, PatchTransformer
+    from sslcookbook.models.text import TextEncoder
+
+    return {
+        "small_cnn": lambda: build_backbone("small_cnn", 3, 32, width=8),
+        "resnet18_cifar": lambda: build_backbone("resnet18_cifar", 3, 32),
+        "vit_tiny (learned positions)": lambda: build_backbone("vit_tiny", 1, 8, depth=1, position="learned"),
+        "ConvEncoder1d": lambda: ConvEncoder1d(3, width=8, depth=2),
+        "PatchTransformer": lambda: PatchTransformer(3, 4, dim=16, depth=1, heads=2),
+        "TextEncoder": lambda: TextEncoder(20, 8, width=16, depth=1, heads=2),
+        "CharLM": lambda: CharLM(20, 8, width=16, depth=1, heads=2),
+    }
+
+
+@pytest.mark.parametrize("name", list(_every_encoder()))
+def test_the_random_init_baseline_redraws_every_parameter_of_every_encoder(name):
+    # No trained value may leak into the random-init baseline: the text encoder's and the character LM's
+    # position embeddings (bare parameters no submodule resets) had kept theirs.
+    trained = _every_encoder()[name]()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)  # as if trained
+    fresh = random_encoder_like(trained)
+    for (parameter, before), after in zip(trained.named_parameters(), fresh.parameters()):
+        assert not torch.equal(before, after), f"{name}: {parameter} kept its trained value"
+
+
 def test_supervised_baseline_learns_a_separable_toy_set_and_leaves_the_backbone_alone():
     train_x, train_y = _halves(20, seed=0)
     test_x, test_y = _halves(20, seed=1)

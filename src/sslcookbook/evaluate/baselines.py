@@ -28,7 +28,9 @@ def random_encoder_like(encoder: nn.Module, seed: int = RANDOM_INIT_SEED) -> nn.
 
     The draw happens on the CPU, so the baseline is the same whatever device ``encoder`` is on; the
     copy stays on the encoder's devices. ``encoder`` and the global RNG state are untouched.
-    Parameters owned by modules without ``reset_parameters`` keep the encoder's values.
+    Parameters owned by modules without ``reset_parameters`` keep the encoder's values: every encoder
+    the library builds resets its own (a ViT's CLS token and positions, the text encoder's positions;
+    tested), while a whole method's bare parameters (MAE's mask token, CLIP's logit scale) are kept.
     """
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"encoder must be an nn.Module, got {type(encoder).__name__}")

@@ -42,6 +42,12 @@ class CharLM(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.readout = nn.Linear(width, vocab_size)
 
+    def reset_parameters(self) -> None:
+        """Re-draw the position embedding, which no submodule's ``reset_parameters`` reaches (what
+        ``evaluate.random_encoder_like`` calls; the submodules re-draw their own weights)."""
+        with torch.no_grad():
+            self.position.normal_(0.0, 0.02)
+
     def forward(self, ids: torch.Tensor, cache: list[dict] | None = None) -> torch.Tensor:
         """Logits of every position of ``ids``. With ``cache`` (:meth:`new_cache`), ``ids`` continue the
         sequence the cache holds: the whole prompt on the first call, then one token per call."""

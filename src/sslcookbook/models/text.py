@@ -94,6 +94,12 @@ class TextEncoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
 
+    def reset_parameters(self) -> None:
+        """Re-draw the position embedding, which no submodule's ``reset_parameters`` reaches (what
+        ``evaluate.random_encoder_like`` calls; the submodules re-draw their own weights)."""
+        with torch.no_grad():
+            self.position_embedding.normal_(0.0, 0.01)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
             got = getattr(tokens, "dtype", type(tokens).__name__)
