@@ -404,6 +404,33 @@ def test_the_random_init_baseline_redraws_every_parameter_of_every_encoder(name)
         assert not torch.equal(before, after), f"{name}: {parameter} kept its trained value"
 
 
+def test_the_random_init_baseline_resets_children_before_parents():
+    # A parent's reset_parameters (a ViT's, the text encoder's) re-draws its subtree as its constructor
+    # does, so it must come after its children's defaults; modules shared by two parents are reset once.
+    order = []
+
+    class Recording(nn.Linear):
+        def reset_parameters(self):
+            order.append(getattr(self, "tag", None))  # None: nn.Linear.__init__ calling it
+            super().reset_parameters()
+
+    class Parent(nn.Module):
+        def __init__(self, shared):
+            super().__init__()
+            self.a, self.b, self.shared = Recording(2, 2), Recording(2, 2), shared
+
+        def reset_parameters(self):
+            order.append("parent")
+
+    shared = Recording(2, 2)
+    model = nn.Sequential(Parent(shared), shared)
+    for module, tag in [(model[0].a, "a"), (model[0].b, "b"), (shared, "shared")]:
+        module.tag = tag
+    order.clear()
+    random_encoder_like(model)
+    assert order == ["a", "b", "shared", "parent"]
+
+
 def test_supervised_baseline_learns_a_separable_toy_set_and_leaves_the_backbone_alone():
     train_x, train_y = _halves(20, seed=0)
     test_x, test_y = _halves(20, seed=1)

@@ -122,6 +122,9 @@ def test_the_random_init_baseline_redraws_every_vit_parameter(position):
     for (name, before), after in zip(trained.named_parameters(), fresh.parameters()):
         assert not torch.equal(before, after), f"{name} kept its trained value"
     assert fresh.cls_token.abs().max() < 0.1  # trunc-normal, std 0.02
+    # the ViT's own (MAE) initialisation has the last word over each nn.Linear's default: zero biases
+    linears = [m for m in fresh.blocks.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(torch.count_nonzero(m.bias) == 0 for m in linears)
 
 
 def test_bad_inputs_say_what_to_change():

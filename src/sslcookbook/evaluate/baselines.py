@@ -22,9 +22,22 @@ def raw_pixel_features(images: Tensor) -> Tensor:
     return flat.float() / 255.0 if images.dtype == torch.uint8 else flat.float()
 
 
+def _children_first(module: nn.Module, seen: set | None = None):
+    """Every submodule of ``module`` (itself included) once, each after all of its own submodules."""
+    seen = set() if seen is None else seen
+    for child in module.children():
+        if id(child) not in seen:
+            yield from _children_first(child, seen)
+    if id(module) not in seen:
+        seen.add(id(module))
+        yield module
+
+
 def random_encoder_like(encoder: nn.Module, seed: int = RANDOM_INIT_SEED) -> nn.Module:
     """The random-init baseline: a deep copy of ``encoder`` with every submodule that has
-    ``reset_parameters()`` re-initialised under ``torch.manual_seed(seed)``.
+    ``reset_parameters()`` re-initialised under ``torch.manual_seed(seed)``, children before their parents,
+    so that a model's own initialisation has the last word (a ViT's ``reset_parameters``: the MAE
+    initialisation of its linear layers, which each ``nn.Linear``'s own default would otherwise replace).
 
     The draw happens on the CPU, so the baseline is the same whatever device ``encoder`` is on; the
     copy stays on the encoder's devices. ``encoder`` and the global RNG state are untouched.
@@ -38,7 +51,7 @@ def random_encoder_like(encoder: nn.Module, seed: int = RANDOM_INIT_SEED) -> nn.
     reset = 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for module in fresh.modules():
+        for module in _children_first(fresh):
             if callable(getattr(module, "reset_parameters", None)):
                 module.reset_parameters()
                 reset += 1

@@ -44,7 +44,7 @@ class CharLM(nn.Module):
 
     def reset_parameters(self) -> None:
         """Re-draw the position embedding, which no submodule's ``reset_parameters`` reaches (what
-        ``evaluate.random_encoder_like`` calls; the submodules re-draw their own weights)."""
+        ``evaluate.random_encoder_like`` calls after the submodules' own ``reset_parameters``)."""
         with torch.no_grad():
             self.position.normal_(0.0, 0.02)
 

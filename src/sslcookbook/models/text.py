@@ -95,10 +95,12 @@ class TextEncoder(nn.Module):
         nn.init.normal_(self.token_embedding.weight, std=0.02)
 
     def reset_parameters(self) -> None:
-        """Re-draw the position embedding, which no submodule's ``reset_parameters`` reaches (what
-        ``evaluate.random_encoder_like`` calls; the submodules re-draw their own weights)."""
+        """The constructor's draws of the embeddings (what ``evaluate.random_encoder_like`` calls after the
+        submodules' own ``reset_parameters``): the position embedding, which no submodule reaches, and the
+        token embedding at std 0.02 rather than ``nn.Embedding``'s 1."""
         with torch.no_grad():
             self.position_embedding.normal_(0.0, 0.01)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.is_floating_point():

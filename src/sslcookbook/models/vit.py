@@ -172,8 +172,9 @@ class VisionTransformer(nn.Module):
         self._init_weights()
 
     def reset_parameters(self) -> None:
-        """Re-draw every weight (what ``evaluate.random_encoder_like`` calls): the CLS token and a learned
-        position embedding too, which no submodule's ``reset_parameters`` reaches."""
+        """Re-draw the ViT's own initialisation (what ``evaluate.random_encoder_like`` calls after the
+        submodules' own ``reset_parameters``): the CLS token and a learned position embedding, which no
+        submodule reaches, and the MAE initialisation of the patch projection and the blocks' linears."""
         if self.position == "learned":
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self._init_weights()
