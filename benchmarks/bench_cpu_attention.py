@@ -22,18 +22,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _machine import cpu_flags, device_name, slug  # benchmarks/_machine.py (scripts run from this folder)
+from _machine import run_header, slug, write_results  # benchmarks/_machine.py (scripts run from this folder)
 
 from sslcookbook.models import attention as attention_module
 from sslcookbook.models import vit
@@ -194,17 +191,7 @@ def main(argv=None) -> dict:
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
     rounds, steps, shapes = (3, 8, SHAPES[:2]) if args.quick else (args.rounds, args.steps, SHAPES)
-    head = {
-        "device": device_name(),
-        "cpu_flags": cpu_flags(),
-        "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_before": round(os.getloadavg()[0], 2),
-        "args": "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
-    }
+    head = run_header(argv)
     op_rows = measure_op(shapes, 3 * rounds)
     step_rows = measure_steps(args.recipes, steps, rounds)
     head["load_after"] = round(os.getloadavg()[0], 2)
@@ -213,10 +200,7 @@ def main(argv=None) -> dict:
     print(text)
     if not args.no_write:
         stem = RESULTS / f"cpu_attention_{slug(head['device'])}"
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(text)
-        print("wrote", stem.with_suffix(".md"))
+        write_results(stem, result, text)
     return result
 
 

@@ -16,17 +16,14 @@ It reports seconds per training (median of the rounds) and the validation accura
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
-from _machine import cpu_flags, device_name, slug  # benchmarks/_machine.py (scripts run from this folder)
+from _machine import run_header, slug, write_results  # benchmarks/_machine.py (scripts run from this folder)
 
 from sslcookbook import evaluate
 from sslcookbook.recipes import get_recipe
@@ -124,19 +121,8 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the protocol's)")
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
-    head = {
-        "device": device_name(),
-        "cpu_flags": cpu_flags(),
-        "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "profile": args.profile,
-        "rounds": args.rounds,
-        "load_before": round(os.getloadavg()[0], 2),
-        "args": "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
-    }
+    head = run_header(argv)
+    head.update(profile=args.profile, rounds=args.rounds)
     rows = [measure(recipe, args.profile, args.rounds, args.steps) for recipe in args.recipes]
     head["load_after"] = round(os.getloadavg()[0], 2)
     result = {"header": head, "rows": rows}
@@ -144,10 +130,7 @@ def main(argv=None) -> dict:
     print(text)
     if not args.no_write:
         stem = RESULTS / f"fine_tune_amp_{args.profile}_{slug(head['device'])}"
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(text)
-        print("wrote", stem.with_suffix(".md"))
+        write_results(stem, result, text)
     return result
 
 
